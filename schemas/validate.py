@@ -1,0 +1,88 @@
+"""Batch-level validation: decode once at the boundary and report every problem, not just the first."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.errors import BatchValidationError
+from schemas.models import DEFAULT_MAX_BATCH_SIZE, BatchRequest, new_batch_id
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def decode_json(raw: bytes | bytearray | memoryview | str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BatchValidationError([{"loc": "", "message": f"not valid JSON: {exc}"}]) from None
+
+
+def parse_batch(
+    raw: bytes | bytearray | memoryview | str | Mapping[str, Any],
+    *,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    assign_id: bool = True,
+) -> BatchRequest:
+    """Turn wire input into a ``BatchRequest`` or raise ``BatchValidationError`` listing all problems."""
+    doc = raw if isinstance(raw, Mapping) else decode_json(raw)
+    if not isinstance(doc, Mapping):
+        raise BatchValidationError(
+            [{"loc": "", "message": f"a batch must be a JSON object, got {type(doc).__name__}"}]
+        )
+    problems: list[dict[str, str]] = []
+    barcodes = doc.get("barcodes")
+    if "barcodes" not in doc:
+        problems.append({"loc": "barcodes", "message": "field required"})
+    elif isinstance(barcodes, list):
+        if not barcodes:
+            problems.append({"loc": "barcodes", "message": "a batch needs at least one item"})
+        if len(barcodes) > max_batch_size:
+            problems.append(
+                {
+                    "loc": "barcodes",
+                    "message": f"{len(barcodes)} items exceed the maximum batch size of {max_batch_size}",
+                }
+            )
+        ids = [it.get("id") for it in barcodes if isinstance(it, Mapping) and it.get("id") is not None]
+        dupes = sorted(str(k) for k, n in Counter(map(str, ids)).items() if n > 1)
+        if dupes:
+            problems.append({"loc": "barcodes", "message": f"duplicate item ids: {', '.join(dupes)}"})
+    try:
+        req = BatchRequest.model_validate(doc)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = _loc(tuple(err["loc"]))
+            value = err.get("input")
+            shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            problems.append({"loc": loc, "message": f"{err['msg']} (got {shown})"})
+        raise BatchValidationError(problems) from None
+    if problems:
+        raise BatchValidationError(problems)
+    if req.batch_id is None and assign_id:
+        req.batch_id = new_batch_id()
+    return req
+
+
+def peek_batch_id(raw: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> str | None:
+    """Best effort: the ``batch_id`` of an otherwise invalid message, so a waiting client can be answered."""
+    try:
+        doc = raw if isinstance(raw, Mapping) else orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if isinstance(doc, Mapping):
+        bid = doc.get("batch_id")
+        if isinstance(bid, str) and 0 < len(bid) <= 128:
+            return bid
+    return None
