@@ -1,0 +1,5 @@
+import sys
+
+from barcodeflow.cli import main
+
+sys.exit(main())

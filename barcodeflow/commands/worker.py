@@ -1,0 +1,84 @@
+"""``barcodeflow worker`` (render agents) and ``barcodeflow sink`` (aggregation) processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from barcodeflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_faust_app(app: object, settings: Settings, loglevel: str) -> int:
+    import faust
+
+    from stream_app.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()  # returns via SystemExit when stopped
+    return 0
+
+
+def _level(args: argparse.Namespace) -> str:
+    return (args.log_level or args.settings.log_level).lower()
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    if args.concurrency:
+        settings = settings.with_(render_concurrency=args.concurrency)
+    if args.processes > 1:
+        return supervise(args.processes, settings)
+    from stream_app.app import create_worker_app
+
+    return run_faust_app(create_worker_app(settings), settings, _level(args))
+
+
+def supervise(n: int, settings: Settings) -> int:
+    """Run ``n`` worker processes in one consumer group; stop them all on SIGINT/SIGTERM."""
+    env = {**os.environ, **settings.as_env()}
+    cmd = [sys.executable, "-m", "barcodeflow.cli", "worker", "--processes", "1"]
+    children = [subprocess.Popen(cmd, env=env) for _ in range(n)]  # noqa: S603 - our own entry point
+
+    def stop(*_: object) -> None:
+        for c in children:
+            if c.poll() is None:
+                c.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    codes = [c.wait() for c in children]
+    return max(codes, default=0)
+
+
+def run_sink(args: argparse.Namespace) -> int:
+    from sink.app import create_sink_app
+
+    return run_faust_app(create_sink_app(args.settings), args.settings, _level(args))
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    w = sub.add_parser("worker", help="run the render worker (Faust agents: dispatch, render)")
+    w.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="render processes per worker (default RENDER_CONCURRENCY, 2)",
+    )
+    w.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes to run in the consumer group (each with its own render pool)",
+    )
+    w.set_defaults(func=run_worker)
+    s = sub.add_parser("sink", help="run the sink (aggregates item results into BatchResults)")
+    s.set_defaults(func=run_sink)

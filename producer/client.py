@@ -1,0 +1,95 @@
+"""``BatchProducer``: publish batch requests to ``barcode.requests`` (idempotent aiokafka producer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from barcodeflow.settings import Settings
+from producer.errors import KafkaUnavailable, ResultTimeout
+from producer.kafka_config import producer_config
+from producer.results import ResultListener
+from schemas.models import BatchRequest
+from schemas.validate import parse_batch
+
+
+def encode_request(batch: BatchRequest) -> bytes:
+    return orjson.dumps(batch.model_dump(mode="json", exclude_none=True))
+
+
+class BatchProducer:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_id: str = "barcodeflow-producer",
+        send_timeout: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.send_timeout = send_timeout
+        self._producer = AIOKafkaProducer(**producer_config(settings, client_id))
+        self._started = False
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._producer.start(), self.send_timeout)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            await self._producer.stop()
+            raise KafkaUnavailable(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {exc!r}") from exc
+        self._started = True
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+        self._started = False
+
+    async def __aenter__(self) -> BatchProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def prepare(self, batch: BatchRequest | Mapping[str, Any]) -> BatchRequest:
+        """Validate (raising ``BatchValidationError``) and assign a ``batch_id`` when absent."""
+        if isinstance(batch, BatchRequest):
+            return parse_batch(batch.model_dump(mode="json"), max_batch_size=self.settings.max_batch_size)
+        return parse_batch(batch, max_batch_size=self.settings.max_batch_size)
+
+    async def send(self, batch: BatchRequest | Mapping[str, Any]) -> str:
+        req = self.prepare(batch)
+        assert req.batch_id is not None  # noqa: S101 - parse_batch assigns one
+        await self.send_raw(encode_request(req), key=req.batch_id.encode())
+        return req.batch_id
+
+    async def send_raw(self, value: bytes, *, key: bytes | None = None, topic: str | None = None) -> None:
+        """Publish bytes as they are (used by replay, tests and non-validating tools)."""
+        try:
+            await asyncio.wait_for(
+                self._producer.send_and_wait(topic or self.settings.topics.requests, value, key=key),
+                self.send_timeout,
+            )
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise KafkaUnavailable(f"publishing to Kafka failed: {exc!r}") from exc
+
+    async def submit_and_wait(
+        self, listener: ResultListener, batch: BatchRequest | Mapping[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """Send a batch and wait for its BatchResult (``listener`` must be started)."""
+        req = self.prepare(batch)
+        assert req.batch_id is not None  # noqa: S101
+        fut = listener.expect(req.batch_id)
+        try:
+            await self.send_raw(encode_request(req), key=req.batch_id.encode())
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise ResultTimeout(req.batch_id, timeout) from None
+        finally:
+            listener.forget(req.batch_id)

@@ -1,0 +1,165 @@
+"""Two-level render cache: an in-process LRU in front of Redis.
+
+Redis is an accelerator, never a dependency: every Redis call has a short timeout; on error or
+timeout the caller renders anyway, and the failure is logged (rate-limited) and counted. While
+Redis is failing, calls are skipped for a short back-off so a dead Redis does not add its timeout
+to every batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "bf:img:"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedImage:
+    image: bytes
+    content_type: str
+    metadata: dict[str, Any]
+
+    def encode(self) -> bytes:
+        head = orjson.dumps({"t": self.content_type, "m": self.metadata})
+        return head + b"\n" + self.image
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CachedImage:
+        head, _, image = raw.partition(b"\n")
+        doc = orjson.loads(head)
+        return cls(image=image, content_type=doc["t"], metadata=doc["m"])
+
+
+@dataclass
+class CacheStats:
+    memory_hits: int = 0
+    redis_hits: int = 0
+    misses: int = 0
+    redis_errors: int = 0
+    redis_skipped: int = 0
+
+
+class LRU:
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._data: OrderedDict[str, CachedImage] = OrderedDict()
+
+    def get(self, key: str) -> CachedImage | None:
+        val = self._data.get(key)
+        if val is not None:
+            self._data.move_to_end(key)
+        return val
+
+    def put(self, key: str, val: CachedImage) -> None:
+        if self.max_size <= 0:
+            return
+        self._data[key] = val
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class TwoLevelCache:
+    def __init__(
+        self,
+        redis: Redis | None,
+        *,
+        max_size: int = 1000,
+        ttl: int = 3600,
+        timeout_ms: int = 100,
+        backoff_s: float = 1.0,
+    ) -> None:
+        self.redis = redis
+        self.lru = LRU(max_size)
+        self.ttl = ttl
+        self.timeout = timeout_ms / 1000
+        self.backoff_s = backoff_s
+        self.stats = CacheStats()
+        self._down_until = 0.0
+        self._last_log = 0.0
+
+    def _redis_usable(self) -> bool:
+        if self.redis is None:
+            return False
+        if time.monotonic() < self._down_until:
+            self.stats.redis_skipped += 1
+            return False
+        return True
+
+    def _redis_failed(self, op: str, exc: BaseException) -> None:
+        self.stats.redis_errors += 1
+        self._down_until = time.monotonic() + self.backoff_s
+        now = time.monotonic()
+        if now - self._last_log > 5:
+            self._last_log = now
+            log.warning("redis %s failed (%r); rendering without the shared cache", op, exc)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, CachedImage]:
+        found: dict[str, CachedImage] = {}
+        missing: list[str] = []
+        for key in dict.fromkeys(keys):
+            val = self.lru.get(key)
+            if val is not None:
+                found[key] = val
+                self.stats.memory_hits += 1
+            else:
+                missing.append(key)
+        if missing and self._redis_usable():
+            assert self.redis is not None  # noqa: S101 - checked by _redis_usable
+            try:
+                raws = await asyncio.wait_for(self.redis.mget([KEY_PREFIX + k for k in missing]), self.timeout)
+            except (TimeoutError, RedisError, OSError) as exc:
+                self._redis_failed("MGET", exc)
+                raws = [None] * len(missing)
+            for key, raw in zip(missing, raws, strict=True):
+                if raw is None:
+                    continue
+                try:
+                    val = CachedImage.decode(raw)
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # a corrupt entry is a miss; it is overwritten after rendering
+                found[key] = val
+                self.lru.put(key, val)
+                self.stats.redis_hits += 1
+        self.stats.misses += sum(1 for k in missing if k not in found)
+        return found
+
+    async def put_many(self, entries: Mapping[str, CachedImage]) -> None:
+        for key, val in entries.items():
+            self.lru.put(key, val)
+        if not entries or not self._redis_usable():
+            return
+        assert self.redis is not None  # noqa: S101
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, val in entries.items():
+                pipe.set(KEY_PREFIX + key, val.encode(), ex=self.ttl)
+            await asyncio.wait_for(pipe.execute(), self.timeout)
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._redis_failed("SET", exc)
+
+
+def redis_client(url: str, timeout_ms: int) -> Redis:
+    t = timeout_ms / 1000
+    return Redis.from_url(
+        url,
+        socket_timeout=t,
+        socket_connect_timeout=t,
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )

@@ -1,0 +1,118 @@
+"""Faust agents in ``test_context()`` with the memory store: the logic around decode → render → emit.
+
+Topic sends are captured by a fake (unit tests only); rendering runs inline instead of in the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from unittest.mock import patch
+
+import orjson
+import pytest
+
+from barcodeflow.settings import Settings
+from sink.app import create_sink_app
+from stream_app.app import create_worker_app
+from stream_app.local import InlinePool
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes, Any]] = []
+
+    def by_topic(self, name: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for t, _, v, _ in self.records if t == name]
+
+    def raw(self, name: str) -> list[tuple[bytes | None, bytes, Any]]:
+        return [(k, v, h) for t, k, v, h in self.records if t == name]
+
+
+@pytest.fixture
+def settings(tmp_path: Any) -> Settings:
+    return Settings(data_dir=str(tmp_path), topic_partitions=1)
+
+
+@pytest.fixture
+def sent() -> Iterator[Sent]:
+    box = Sent()
+
+    async def fake_send(self: Any, *, key: Any = None, value: Any = None, headers: Any = None, **_: Any) -> None:
+        box.records.append((self.get_topic_name(), key, value, headers))
+
+    with patch("faust.topics.Topic.send", fake_send):
+        yield box
+
+
+async def test_dispatch_plans_a_valid_batch(settings: Settings, sent: Sent) -> None:
+    app = create_worker_app(settings)
+    app.finalize()
+    batch = {"batch_id": "b1", "barcodes": [{"barcode_type": "qr", "data": "a"}, {"barcode_type": "x", "data": "b"},
+                                             {"barcode_type": "qr", "data": "a"}]}  # fmt: skip
+    async with app.agents["stream_app.app.dispatch"].test_context() as agent:
+        await agent.put(orjson.dumps(batch), key=b"b1")
+    items = sent.by_topic(settings.topics.items)
+    assert items[0]["kind"] == "open" and items[0]["total"] == 3 and items[0]["batch_id"] == "b1"
+    assert items[1]["kind"] == "part" and items[1]["results"][0]["error"]["code"] == "unsupported_type"
+    [task] = sent.by_topic(settings.topics.tasks)
+    assert [it["index"] for it in task["items"]] == [0, 2]  # identical items grouped into one task
+    assert sent.by_topic(settings.topics.dlq) == []
+
+
+async def test_dispatch_dead_letters_poison_and_keeps_going(settings: Settings, sent: Sent) -> None:
+    app = create_worker_app(settings)
+    app.finalize()
+    async with app.agents["stream_app.app.dispatch"].test_context() as agent:
+        await agent.put(b"\xff\xfe not json", key=b"k1")
+        await agent.put(orjson.dumps({"batch_id": "b2", "barcodes": []}), key=b"b2")
+        await agent.put(orjson.dumps({"batch_id": "b3", "barcodes": [{"barcode_type": "qr", "data": "ok"}]}))
+    dlq = sent.raw(settings.topics.dlq)
+    assert [v for _, v, _ in dlq] == [b"\xff\xfe not json", orjson.dumps({"batch_id": "b2", "barcodes": []})]
+    headers = dict(dlq[0][2])
+    assert headers["x-error-code"] == b"invalid_batch" and b"not valid JSON" in headers["x-error-reason"]
+    [rejected] = sent.by_topic(settings.topics.results)  # b2 had a readable batch_id: its client is answered
+    assert rejected["batch_id"] == "b2" and rejected["error"]["code"] == "invalid_batch"
+    assert sent.by_topic(settings.topics.items)[0]["batch_id"] == "b3"  # the agent survived
+
+
+async def test_render_agent_emits_one_part_per_task(settings: Settings, sent: Sent) -> None:
+    app = create_worker_app(settings)
+    app.pool = InlinePool()  # type: ignore[assignment]
+    app.finalize()
+    task = {"batch_id": "b1", "run": "0:0", "chunk": "0", "validate_only": False, "no_cache": False,
+            "include_metadata": True, "items": []}  # fmt: skip
+    from stream_app.pipeline import plan_batch
+    from schemas.validate import parse_batch
+
+    plan = plan_batch(parse_batch({"batch_id": "b1", "barcodes": [{"barcode_type": "ean8", "data": "9638507"}]}),
+                      run="0:0", received_at_ms=0, timeout_s=10)  # fmt: skip
+    task = plan.tasks[0]
+    async with app.agents["stream_app.app.render"].test_context() as agent:
+        await agent.put(orjson.dumps(task), key=b"b1:0")
+        await agent.put(b"garbage", key=b"b1:1")
+    [part] = sent.by_topic(settings.topics.items)
+    assert part["kind"] == "part" and part["results"][0]["metadata"]["data"] == "96385074"
+    assert sent.raw(settings.topics.dlq)[0][1] == b"garbage"
+
+
+async def test_sink_agent_aggregates_into_one_result(settings: Settings, sent: Sent) -> None:
+    app = create_sink_app(settings)
+    app.finalize()
+    opened = {"kind": "open", "batch_id": "b1", "run": "0:1", "total": 2, "ids": [None, "x"],
+              "received_at": 0, "deadline": 10**15, "replay": None}  # fmt: skip
+
+    def part(i: int) -> bytes:
+        return orjson.dumps({"kind": "part", "batch_id": "b1", "run": "0:1", "chunk": str(i),
+                             "results": [{"index": i, "id": [None, "x"][i], "success": True, "svg": "<svg/>"}]})
+
+    async with app.agents["sink.app.aggregate"].test_context() as agent:
+        await agent.put(orjson.dumps(opened), key=b"b1")
+        await agent.put(part(1), key=b"b1")
+        await agent.put(b"not json", key=b"b1")  # skipped, counted, the agent carries on
+        await agent.put(part(1), key=b"b1")  # duplicate
+        await agent.put(part(0), key=b"b1")
+    [result] = sent.by_topic(settings.topics.results)
+    assert [r["id"] for r in result["results"]] == [None, "x"]
+    assert result["summary"]["successful"] == 2
+    assert app.bf_stats["bad_records"] == 1  # type: ignore[attr-defined]
