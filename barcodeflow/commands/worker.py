@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from barcodeflow.settings import Settings
 
@@ -21,6 +22,7 @@ def run_faust_app(app: object, settings: Settings, loglevel: str) -> int:
     from stream_app.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns via SystemExit when stopped

@@ -1,0 +1,5 @@
+import sys
+
+from barcodeflow.stack.cli import main
+
+sys.exit(main())
