@@ -10,11 +10,12 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from barcodeflow.settings import Settings
+from barcodeflow.settings import Settings, Topics
 from tests.support.pipeline import Pipeline
 
 
@@ -47,12 +48,12 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-async def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+@asynccontextmanager
+async def running_pipeline(settings: Settings, workdir: Path) -> AsyncIterator[Pipeline]:
     from stream_app.topics import ensure_topics
 
-    await ensure_topics(stack_settings)
-    p = Pipeline(stack_settings, Path(tmp_path_factory.mktemp("pipeline")))
+    await ensure_topics(settings)
+    p = Pipeline(settings, workdir)
     p.add("worker", "worker")
     p.add("sink", "sink")
     try:
@@ -60,3 +61,17 @@ async def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFa
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture(scope="session")
+async def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+    """The shared pipeline: worker and sink processes on this session's own topics."""
+    async with running_pipeline(stack_settings, Path(tmp_path_factory.mktemp("pipeline"))) as p:
+        yield p
+
+
+@pytest.fixture
+def isolated_settings(stack_settings: Settings) -> Settings:
+    """Settings for a private pipeline (own topics and consumer groups) in tests that break things."""
+    run = uuid.uuid4().hex[:8]
+    return stack_settings.with_(topic_prefix=f"i{run}.", topics=Topics.with_prefix(f"i{run}."), app_id=f"bf-iso-{run}")
