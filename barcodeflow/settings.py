@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 
 def _bool(v: str) -> bool:
@@ -60,7 +60,7 @@ class Settings:
         if self.topic_prefix and self.topics == Topics():
             object.__setattr__(self, "topics", Topics.with_prefix(self.topic_prefix))
 
-    _ENV = {
+    _ENV: ClassVar[dict[str, tuple[str, Callable[[str], Any]]]] = {
         "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", str),
         "REDIS_URL": ("redis_url", str),
         "TOPIC_PARTITIONS": ("topic_partitions", int),

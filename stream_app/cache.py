@@ -127,7 +127,7 @@ class TwoLevelCache:
                 self._redis_failed("MGET", exc)
                 raws = [None] * len(missing)
             for key, raw in zip(missing, raws, strict=True):
-                if raw is None:
+                if not isinstance(raw, bytes):
                     continue
                 try:
                     val = CachedImage.decode(raw)

@@ -1,0 +1,119 @@
+"""render / describe / render_item: the pure entry points (no I/O, no service imports)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.errors import InvalidOption, ItemError, RenderFailed, UnsupportedType
+from stream_app.render._text import show
+from stream_app.render.registry import REGISTRY
+from stream_app.render.spec import RenderSpec, normalize_item
+from stream_app.render.symbol import Symbol
+from stream_app.render.verify import verify_symbol
+from stream_app.render.writers import WRITERS, Layout, compute_layout
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    image: bytes  # SVG (UTF-8) or PNG bytes
+    content_type: str  # image/svg+xml | image/png
+    metadata: dict[str, Any]  # JSON-safe
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    success: bool
+    rendered: Rendered | None
+    metadata: dict[str, Any] | None
+    error: ItemError | None
+    elapsed_ms: float
+
+
+def _encode(spec: RenderSpec, *, for_describe: bool = False) -> Symbol:
+    symbology = REGISTRY.get(spec.barcode_type)
+    if symbology is None:
+        raise UnsupportedType(
+            f"barcode_type: {show(spec.barcode_type)} is not supported", field="barcode_type"
+        )
+    encode = symbology.describe if for_describe and symbology.describe else symbology.encode
+    try:
+        data = symbology.normalize(spec.data)  # idempotent; guards hand-built specs
+        return encode(data, spec.error_correction)
+    except ItemError:
+        raise
+    except Exception as exc:
+        raise RenderFailed(
+            f"data: {show(spec.data)}: the {symbology.name} encoder failed: {type(exc).__name__}: {exc}",
+            field="data",
+        ) from exc
+
+
+def _metadata(symbol: Symbol, spec: RenderSpec, layout: Layout) -> dict[str, Any]:
+    png = spec.format == "png"
+    meta: dict[str, Any] = {
+        "type": spec.barcode_type,
+        "data": symbol.data,
+        "content": symbol.content,
+        "check_digit": symbol.check_digit,
+        "version": symbol.version,
+        "error_correction": symbol.error_correction,
+        "modules": symbol.cols,
+        "rows": symbol.rows,
+        "margin": layout.margin,
+        "width": layout.png_width if png else layout.svg_width,
+        "height": layout.png_height if png else layout.svg_height,
+    }
+    meta.update(symbol.extra)
+    return meta
+
+
+def render(spec: RenderSpec) -> Rendered:
+    """Encode and write one normalised spec. Raises ItemError subclasses only."""
+    writer = WRITERS.get(spec.format)
+    if writer is None:
+        raise InvalidOption(f"format: {show(spec.format)} is not supported", field="format")
+    content_type, write = writer
+    symbol = _encode(spec)
+    layout = compute_layout(symbol, spec)
+    try:
+        image = write(symbol, spec, layout)
+    except ItemError:
+        raise
+    except Exception as exc:
+        raise RenderFailed(
+            f"format: {spec.format} writer failed for {spec.barcode_type}: {type(exc).__name__}: {exc}",
+            field="format",
+        ) from exc
+    metadata = _metadata(symbol, spec, layout)
+    if spec.verify:
+        verify_symbol(symbol, spec)
+        metadata["verified"] = True
+    return Rendered(image=image, content_type=content_type, metadata=metadata)
+
+
+def describe(spec: RenderSpec) -> dict[str, Any]:
+    """What ``render`` would produce, without an image: normalised data, check digit, version, sizes and,
+    for qr/micro_qr, ``capacity`` (see ``encoders.qr.capacity``)."""
+    symbol = _encode(spec, for_describe=True)
+    layout = compute_layout(symbol, spec)
+    return _metadata(symbol, spec, layout)
+
+
+def render_item(item: Mapping[str, Any], *, verify: bool = False, validate_only: bool = False) -> Outcome:
+    """normalize + render (or describe); never raises: failures come back as ``Outcome.error``."""
+    start = time.perf_counter()
+    try:
+        spec = normalize_item(item, verify=verify)
+        if validate_only:
+            meta = describe(spec)
+            return Outcome(True, None, meta, None, (time.perf_counter() - start) * 1000)
+        rendered = render(spec)
+        return Outcome(True, rendered, rendered.metadata, None, (time.perf_counter() - start) * 1000)
+    except ItemError as exc:
+        return Outcome(False, None, None, exc, (time.perf_counter() - start) * 1000)
+    except Exception as exc:  # a bug, never a crash of the worker
+        error = RenderFailed(f"render failed: {type(exc).__name__}: {show(str(exc))}")
+        return Outcome(False, None, None, error, (time.perf_counter() - start) * 1000)

@@ -1,0 +1,1 @@
+"""Symbology encoders: raw data → ``Symbol`` (module matrix + facts). No output formats here."""

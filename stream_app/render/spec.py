@@ -1,0 +1,252 @@
+"""Entry normalisation: a raw item dict becomes a canonical, hashable, picklable ``RenderSpec`` once.
+
+Everything downstream trusts the spec. Canonicalisation rules (so that equal outputs share a cache key):
+
+* ``data`` is the symbology's canonical form (e.g. EAN-13 always with its 13th, check digit);
+* defaults are resolved: ``margin`` (per symbology), colours (``#000000`` on ``#ffffff``), ``show_text``
+  (1D: True, 2D: False), ``error_correction`` (qr: ``M``; micro_qr: None = segno's choice), 1D bar
+  ``height`` (80 px);
+* options without effect are dropped: ``module_size`` is None whenever ``width``/``height`` decide the
+  scale (2D) or ``width`` does (1D); otherwise it holds the effective value (2D 4 px, 1D 2 px).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+from schemas.errors import DataTooLong, InvalidData, InvalidItem, InvalidOption, UnsupportedType
+from stream_app.render._text import show
+from stream_app.render.registry import REGISTRY, SUPPORTED_TYPES, Symbology
+
+RENDERER_VERSION = "1"
+
+MAX_SIDE = 4096  # px, for width, height and any derived image side
+MAX_MARGIN = 64  # modules
+MAX_MODULE_SIZE = 64  # px per module
+MAX_DATA_CHARS = 7089  # the most any supported symbology holds (QR, numeric)
+DEFAULT_MODULE_SIZE_2D = 4
+DEFAULT_MODULE_SIZE_1D = 2
+DEFAULT_BAR_HEIGHT = 80
+DEFAULT_FOREGROUND = "#000000"
+DEFAULT_BACKGROUND = "#ffffff"
+TRANSPARENT = "transparent"
+FORMATS: tuple[str, ...] = ("svg", "png")
+
+OPTION_KEYS: tuple[str, ...] = (
+    "width",
+    "height",
+    "margin",
+    "module_size",
+    "error_correction",
+    "foreground",
+    "background",
+    "show_text",
+    "verify",
+)
+_INT_RANGES = {
+    "width": (1, MAX_SIDE),
+    "height": (1, MAX_SIDE),
+    "margin": (0, MAX_MARGIN),
+    "module_size": (1, MAX_MODULE_SIZE),
+}
+_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSpec:
+    """A normalised render request. Build it with ``normalize_item``; fields are already canonical."""
+
+    barcode_type: str
+    data: str
+    format: str  # "svg" | "png"
+    width: int | None
+    height: int | None
+    margin: int | None
+    module_size: int | None
+    error_correction: str | None
+    foreground: str
+    background: str  # "#rrggbb" or "transparent"
+    show_text: bool
+    verify: bool
+
+    def cache_key(self) -> str:
+        """sha256 hex of the canonical field tuple + ``RENDERER_VERSION``.
+
+        ``verify`` is included: it changes the result (``metadata['verified']``, or a VerifyFailed), so a
+        cached unverified render must never answer a verify request.
+        """
+        doc = [RENDERER_VERSION, *astuple(self)]
+        blob = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        return hashlib.sha256(blob).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _option_error(key: str, value: Any, why: str) -> InvalidOption:
+    return InvalidOption(f"options.{key}: {show(value)} {why}", field=f"options.{key}")
+
+
+def _int_option(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _option_error(key, value, "is not an integer")
+    lo, hi = _INT_RANGES[key]
+    if not lo <= value <= hi:
+        raise _option_error(key, value, f"is out of range {lo}..{hi}")
+    return int(value)
+
+
+def _bool_option(key: str, value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise _option_error(key, value, "is not a boolean (true/false)")
+
+
+def _colour_option(key: str, value: Any, default: str, *, transparent: bool) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _option_error(key, value, "is not a colour string")
+    if transparent and value.lower() == TRANSPARENT:
+        return TRANSPARENT
+    if not _COLOUR.fullmatch(value):
+        allowed = "'#rgb', '#rrggbb' or 'transparent'" if transparent else "'#rgb' or '#rrggbb'"
+        raise _option_error(key, value, f"is not a colour: expected {allowed}")
+    hexdigits = value[1:].lower()
+    if len(hexdigits) == 3:
+        hexdigits = "".join(ch * 2 for ch in hexdigits)
+    return "#" + hexdigits
+
+
+def _ec_option(value: Any, symbology: Symbology) -> str | None:
+    if value is None:
+        return "M" if symbology.name == "qr" else None
+    if not symbology.ec_levels:
+        raise _option_error(
+            "error_correction", value, f"is not supported for {symbology.name} (only for qr, micro_qr)"
+        )
+    level = value.upper() if isinstance(value, str) else None
+    if level not in symbology.ec_levels:
+        raise _option_error(
+            "error_correction",
+            value,
+            f"is not a level of {symbology.name}: expected one of {', '.join(symbology.ec_levels)}",
+        )
+    return level
+
+
+def _symbology(value: Any) -> Symbology:
+    name = value.strip().lower().replace("-", "_") if isinstance(value, str) else None
+    symbology = REGISTRY.get(name) if name is not None else None
+    if symbology is None:
+        raise UnsupportedType(
+            f"barcode_type: {show(value)} is not supported (supported: {', '.join(SUPPORTED_TYPES)})",
+            field="barcode_type",
+        )
+    return symbology
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "svg"
+    fmt = value.lower() if isinstance(value, str) else None
+    if fmt not in FORMATS:
+        raise InvalidOption(
+            f"format: {show(value)} is not supported (expected 'svg' or 'png')", field="format"
+        )
+    return fmt
+
+
+def normalize_data(symbology: Symbology, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidData(f"data: {show(value)} is not a non-empty string", field="data")
+    if len(value) > MAX_DATA_CHARS:
+        raise DataTooLong(
+            f"data: {show(value)} is too long: {len(value)} characters, "
+            f"no symbology holds more than {MAX_DATA_CHARS}",
+            field="data",
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidData(
+            f"data: {show(value)} contains unpaired surrogates (not valid Unicode text)", field="data"
+        ) from None
+    return symbology.normalize(value)
+
+
+def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSpec:
+    """Validate one raw item ``{barcode_type, data, format, options}``; raise an ``ItemError`` subclass.
+
+    ``options.verify`` (when given) overrides the batch-level ``verify``. Other item keys (``id``…) are
+    ignored.
+    """
+    if not isinstance(item, Mapping):
+        raise InvalidItem(f"item: {show(item)} is not an object", field="item")
+    symbology = _symbology(item.get("barcode_type"))
+    fmt = _format(item.get("format"))
+    data = normalize_data(symbology, item.get("data"))
+
+    options = item.get("options")
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise InvalidOption(f"options: {show(options)} is not an object", field="options")
+    for key in options:
+        if not isinstance(key, str):
+            raise InvalidOption(f"options: key {show(key)} is not a string", field="options")
+        if key not in OPTION_KEYS:
+            name = key if key.isidentifier() and len(key) <= 40 else show(key)
+            allowed = ", ".join(OPTION_KEYS)
+            raise InvalidOption(
+                f"options.{name}: unknown option (allowed: {allowed})", field=f"options.{name}"
+            )
+
+    width = _int_option("width", options.get("width"))
+    height = _int_option("height", options.get("height"))
+    margin = _int_option("margin", options.get("margin"))
+    module_size = _int_option("module_size", options.get("module_size"))
+    error_correction = _ec_option(options.get("error_correction"), symbology)
+    fg_raw, bg_raw = options.get("foreground"), options.get("background")
+    foreground = _colour_option("foreground", fg_raw, DEFAULT_FOREGROUND, transparent=False)
+    background = _colour_option("background", bg_raw, DEFAULT_BACKGROUND, transparent=True)
+    if foreground == background:
+        same = f"is the same colour as the background ({background})"
+        raise _option_error("foreground", fg_raw or foreground, same)
+    show_text = _bool_option("show_text", options.get("show_text"))
+    verify_opt = _bool_option("verify", options.get("verify"))
+
+    if symbology.linear:
+        show_text = True if show_text is None else show_text
+        height = DEFAULT_BAR_HEIGHT if height is None else height
+        module_size = None if width is not None else (module_size or DEFAULT_MODULE_SIZE_1D)
+    else:
+        if show_text:
+            raise _option_error("show_text", show_text, f"is not supported for {symbology.name} (1D only)")
+        show_text = False
+        if width is not None or height is not None:
+            module_size = None
+        else:
+            module_size = module_size or DEFAULT_MODULE_SIZE_2D
+
+    return RenderSpec(
+        barcode_type=symbology.name,
+        data=data,
+        format=fmt,
+        width=width,
+        height=height,
+        margin=symbology.default_margin if margin is None else margin,
+        module_size=module_size,
+        error_correction=error_correction,
+        foreground=foreground,
+        background=background,
+        show_text=show_text,
+        verify=bool(verify) if verify_opt is None else verify_opt,
+    )

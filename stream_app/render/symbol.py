@@ -1,0 +1,55 @@
+"""The encoder → writer hand-off: a symbol is a boolean module matrix plus what describes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+BoolMatrix = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """One encoded barcode, before any pixel or SVG exists.
+
+    ``modules`` is ``(rows, cols)``; dark modules are ``True``. A linear (1D) symbol has exactly one
+    row: its bar pattern, one entry per module, without quiet zone.
+    """
+
+    modules: BoolMatrix
+    linear: bool
+    data: str  # normalised data, as reported in metadata
+    content: str  # what a reader returns (plain text mode): compared by verify
+    text: str = ""  # human-readable text printed under 1D symbols
+    version: int | str | None = None
+    error_correction: str | None = None
+    check_digit: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cols(self) -> int:
+        return int(self.modules.shape[1])
+
+    @property
+    def rows(self) -> int:
+        return int(self.modules.shape[0])
+
+
+def pattern_to_modules(pattern: str) -> BoolMatrix:
+    """``'10110…'`` → a ``(1, n)`` boolean matrix."""
+    raw = np.frombuffer(pattern.encode("ascii"), dtype=np.uint8)
+    return (raw == ord("1")).reshape(1, -1)
+
+
+def with_margin(modules: BoolMatrix, margin: int, *, linear: bool) -> BoolMatrix:
+    """Add the quiet zone: all around (2D) or left and right only (1D). Faster than ``np.pad``."""
+    if margin == 0:
+        return modules
+    rows, cols = modules.shape
+    top = 0 if linear else margin
+    out = np.zeros((rows + 2 * top, cols + 2 * margin), dtype=np.bool_)
+    out[top : top + rows, margin : margin + cols] = modules
+    return out

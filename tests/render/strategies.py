@@ -1,0 +1,144 @@
+"""Hypothesis strategies of *valid* data per barcode type, as (data, expected reader content) pairs."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import strategies as st
+
+from tests.render.helpers import gtin_check
+
+GS = "\x1d"
+digits = st.text(alphabet="0123456789", min_size=1, max_size=1)
+
+
+def _digits(n: int) -> st.SearchStrategy[str]:
+    return st.text(alphabet="0123456789", min_size=n, max_size=n)
+
+
+def _gtin(body_len: int, prefix: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[tuple[str, str]]:
+    """Body with or without its (correct) check digit → (data, full code)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[str, str]:
+        head = draw(prefix) if prefix is not None else ""
+        body = head + draw(_digits(body_len - len(head)))
+        full = body + gtin_check(body)
+        return (draw(st.sampled_from([body, full])), full)
+
+    return build()
+
+
+@st.composite
+def _isbn10(draw: st.DrawFn) -> tuple[str, str]:
+    body = draw(_digits(9))
+    rest = sum(i * int(d) for i, d in enumerate(body, start=1)) % 11
+    check = "X" if rest == 10 else str(rest)
+    data = draw(st.sampled_from([body, body + check, f"{body[0]}-{body[1:4]}-{body[4:9]}-{check}"]))
+    ean = "978" + body
+    return data, ean + gtin_check(ean)
+
+
+@st.composite
+def _issn(draw: st.DrawFn) -> tuple[str, str]:
+    body = draw(_digits(7))
+    rest = (11 - sum(w * int(d) for w, d in zip(range(8, 1, -1), body, strict=True)) % 11) % 11
+    check = "X" if rest == 10 else str(rest)
+    data = draw(st.sampled_from([body, body + check, f"{body[:4]}-{body[4:]}{check}"]))
+    ean = "977" + body + "00"
+    return data, ean + gtin_check(ean)
+
+
+@st.composite
+def _ean14(draw: st.DrawFn) -> tuple[str, str]:
+    data, full = draw(_gtin(13))
+    return data, "01" + full
+
+
+_GS1_VALUE = st.text(
+    alphabet=string.ascii_letters + string.digits + "!\"%&'*+,-./:;<=>?_", min_size=1, max_size=8
+)
+
+
+@st.composite
+def _gs1(draw: st.DrawFn) -> tuple[str, str]:
+    elements: list[tuple[str, str, bool]] = []  # (ai, value, fixed length)
+    if draw(st.booleans()):
+        body = draw(_digits(13))
+        elements.append(("01", body + gtin_check(body), True))
+    if draw(st.booleans()):
+        elements.append(("17", draw(_digits(6)), True))
+    for ai in draw(st.lists(st.sampled_from(["10", "21", "240", "91"]), max_size=2, unique=True)):
+        elements.append((ai, draw(_GS1_VALUE), False))
+    if not elements:
+        elements.append(("10", draw(_GS1_VALUE), False))
+    data = "".join(f"({ai}){value}" for ai, value, _ in elements)
+    parts = []
+    for i, (ai, value, fixed) in enumerate(elements):
+        parts.append(ai + value)
+        if not fixed and i < len(elements) - 1:
+            parts.append(GS)
+    return data, "".join(parts)
+
+
+@st.composite
+def _pzn(draw: st.DrawFn) -> tuple[str, str]:
+    if draw(st.booleans()):  # PZN7: 6 digits, with or without the check digit
+        body = draw(_digits(6).filter(lambda b: sum(int(d) * w for w, d in enumerate(b, start=2)) % 11 != 10))
+        check = str(sum(int(d) * w for w, d in enumerate(body, start=2)) % 11)
+        data = draw(st.sampled_from([body, body + check, f"PZN-{body}{check}"]))
+    else:  # PZN8: always 8 digits (7 digits alone would be a PZN7 with its check digit)
+        body = draw(_digits(7).filter(lambda b: sum(int(d) * w for w, d in enumerate(b, start=1)) % 11 != 10))
+        check = str(sum(int(d) * w for w, d in enumerate(body, start=1)) % 11)
+        data = draw(st.sampled_from([body + check, f"PZN-{body}{check}", f"-{body}{check}"]))
+    return data, "-" + body + check
+
+
+@st.composite
+def _codabar(draw: st.DrawFn) -> tuple[str, str]:
+    body = draw(st.text(alphabet="0123456789-$:/.+", min_size=2, max_size=20))
+    start, stop = draw(st.sampled_from("ABCD")), draw(st.sampled_from("ABCD"))
+    if draw(st.booleans()):
+        return body, f"A{body}A"
+    return f"{start}{body}{stop}", f"{start}{body}{stop}"
+
+
+def _same(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[tuple[str, str]]:
+    return strategy.map(lambda s: (s, s))
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=60)
+
+VALID: dict[str, st.SearchStrategy[tuple[str, str]]] = {
+    "qr": _same(_TEXT),
+    "micro_qr": _same(
+        st.one_of(
+            st.text(alphabet="0123456789", min_size=1, max_size=35),
+            st.text(alphabet=string.ascii_uppercase + string.digits + " $%*+-./:", min_size=1, max_size=21),
+            st.text(alphabet=string.printable, min_size=1, max_size=15),
+        )
+    ),
+    "ean13": _gtin(12),
+    "ean8": _gtin(7),
+    "upca": _gtin(11),
+    "jan": _gtin(
+        12, st.sampled_from([*(str(n) for n in range(450, 460)), *(str(n) for n in range(490, 500))])
+    ),
+    "isbn13": _gtin(12, st.sampled_from(["978", "9791", "9798"])),
+    "isbn10": _isbn10(),
+    "issn": _issn(),
+    "ean14": _ean14(),
+    "gs1_128": _gs1(),
+    "code128": _same(st.text(st.characters(max_codepoint=127), min_size=1, max_size=40)),
+    "code39": st.text(alphabet=string.ascii_letters + string.digits + "-. $/+%", min_size=1, max_size=30).map(
+        lambda s: (s, s.upper())
+    ),
+    "itf": st.text(alphabet="0123456789", min_size=3, max_size=30).map(
+        lambda s: (s, s if len(s) % 2 == 0 else "0" + s)
+    ),
+    "codabar": _codabar(),
+    "pzn": _pzn(),
+    "datamatrix": _same(_TEXT),
+    "pdf417": _same(_TEXT),
+    "aztec": _same(_TEXT),
+}
