@@ -82,8 +82,8 @@ async def test_render_agent_emits_one_part_per_task(settings: Settings, sent: Se
     app.finalize()
     task = {"batch_id": "b1", "run": "0:0", "chunk": "0", "validate_only": False, "no_cache": False,
             "include_metadata": True, "items": []}  # fmt: skip
-    from stream_app.pipeline import plan_batch
     from schemas.validate import parse_batch
+    from stream_app.pipeline import plan_batch
 
     plan = plan_batch(parse_batch({"batch_id": "b1", "barcodes": [{"barcode_type": "ean8", "data": "9638507"}]}),
                       run="0:0", received_at_ms=0, timeout_s=10)  # fmt: skip
