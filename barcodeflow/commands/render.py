@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,39 +12,23 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from producer.outputs import image_files
 from schemas.errors import BarcodeflowError, BatchValidationError
 from schemas.validate import parse_batch
 from stream_app.cache import TwoLevelCache
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_INVALID = 0, 1, 2
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(name: str) -> str:
-    """A file name from an item id: no separators, no leading dots, bounded length."""
-    cleaned = _UNSAFE.sub("_", name).lstrip(".")[:120]
-    return cleaned or "_"
 
 
 def write_images(result: dict[str, Any], out: Path, *, first_index: int = 0) -> int:
+    """Write every image of ``result`` under ``out``, named after its id or index; returns the count."""
     out.mkdir(parents=True, exist_ok=True)
-    written = 0
-    used: set[str] = set()
-    for r in result["results"]:
-        if not r.get("success"):
-            continue
-        ext, payload = ("svg", r["svg"].encode()) if r.get("svg") is not None else ("png", None)
-        if payload is None:
-            if r.get("png") is None:
-                continue  # validate_only: no image
-            payload = base64.b64decode(r["png"])
-        stem = safe_name(r["id"]) if r.get("id") else str(first_index + r["index"])
-        if stem in used:
-            stem = f"{stem}-{first_index + r['index']}"
-        used.add(stem)
-        (out / f"{stem}.{ext}").write_bytes(payload)
-        written += 1
-    return written
+    files, problems = image_files(result, index_offset=first_index)
+    for name, content in files:
+        (out / name).write_bytes(content)
+    for p in problems:
+        print(f"barcodeflow render: {p}", file=sys.stderr)
+    return len(files)
 
 
 def _input_batches(args: argparse.Namespace) -> Iterator[dict[str, Any]]:

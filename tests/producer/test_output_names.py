@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from producer.cli import image_files, safe_name
+from producer.outputs import image_files, safe_name
 
 
 @pytest.mark.parametrize("ident", ["A1", "sku-0001", "item_7.v2", "x" * 100])
