@@ -1,0 +1,22 @@
+"""HTTP facade of barcodeflow (FastAPI): batches over Kafka, single images rendered in-process.
+
+Imports are lazy so that render worker processes (which import ``facade.render_job``) stay light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ConfigError", "FacadeConfig", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from facade.app import create_app
+
+        return create_app
+    if name in ("ConfigError", "FacadeConfig"):
+        from facade import config
+
+        return getattr(config, name)
+    raise AttributeError(name)

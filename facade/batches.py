@@ -1,0 +1,239 @@
+"""``POST /v1/batches`` and ``GET /v1/batches/{batch_id}``.
+
+POST: read the body (at most ``max_body_bytes``, counted while streaming: 413), decode JSON (400),
+validate with ``parse_batch`` (422 ``invalid_batch`` listing every problem), claim ``bf:owner:{id}``,
+``listener.expect(id)``, publish (bounded by ``publish_timeout_s``: 503 ``kafka_unavailable``), then
+wait for the BatchResult up to ``?timeout=`` (default ``facade_wait_s``, at most 30 s):
+
+* result in time: 200 with the BatchResult as the pipeline produced it. This includes batches the
+  pipeline itself rejected (``success: false`` with ``error``): the request was accepted and answered,
+  the document says what happened, exactly as ``GET`` would return it later.
+* no result yet (or ``?wait=false``): 202 ``{"batch_id", "status": "pending"}`` and
+  ``Location: /v1/batches/{id}``.
+
+GET: 200 with the result, 202 while pending, 404 when unknown *or owned by another key*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from facade.errors import ApiError, FacadeCode, doc_error
+from facade.guard import Principal, guard
+from producer.errors import KafkaUnavailable
+from schemas.errors import BatchValidationError
+from schemas.models import BatchRequest, BatchResult
+from schemas.validate import parse_batch
+
+router = APIRouter(prefix="/v1", tags=["batches"])
+
+
+class PendingBatch(BaseModel):
+    batch_id: str
+    status: Literal["pending"] = "pending"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+MAX_PROBLEMS = 100
+
+
+def validate_batch(doc: Any, max_batch_size: int) -> BatchRequest:
+    """``parse_batch`` with bounded work: an oversized ``barcodes`` list is validated only up to the
+    limit (its other problems are still listed), so a 1 MiB body of 500 000 tiny items costs no more
+    than a full batch and does not produce a 500 000-problem answer."""
+    barcodes = doc.get("barcodes") if isinstance(doc, dict) else None
+    if not isinstance(barcodes, list) or len(barcodes) <= max_batch_size:
+        return parse_batch(doc, max_batch_size=max_batch_size)
+    size_problem = {
+        "loc": "barcodes",
+        "message": f"{len(barcodes)} items exceed the maximum batch size of {max_batch_size}",
+    }
+    try:
+        parse_batch({**doc, "barcodes": barcodes[:max_batch_size]}, max_batch_size=max_batch_size)
+    except BatchValidationError as exc:
+        raise BatchValidationError([size_problem, *exc.problems]) from None
+    raise BatchValidationError([size_problem])
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, FacadeCode.PAYLOAD_TOO_LARGE, f"request body larger than {limit} bytes")
+
+
+def _pending(batch_id: str) -> JSONResponse:
+    return JSONResponse(
+        {"batch_id": batch_id, "status": "pending"},
+        status_code=202,
+        headers={"Location": f"/v1/batches/{quote(batch_id, safe='')}"},
+    )
+
+
+def _unavailable(message: str) -> ApiError:
+    return ApiError(503, FacadeCode.KAFKA_UNAVAILABLE, message, headers={"Retry-After": "5"})
+
+
+_COMMON: dict[int | str, dict[str, Any]] = {
+    401: doc_error("Missing or invalid API key."),
+    422: doc_error("Invalid parameters or batch; `error.problems` lists every problem."),
+    429: doc_error("Rate limit exceeded; see Retry-After."),
+    503: doc_error("Kafka, Redis or rate limiting unavailable; see Retry-After."),
+}
+
+_POST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": BatchResult, "description": "The batch's result (also when the pipeline rejected it)."},
+    202: {
+        "model": PendingBatch,
+        "description": "Accepted; the result is not there yet. Poll the Location.",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    400: doc_error("The body is not valid JSON."),
+    409: doc_error("The client-chosen batch_id belongs to another API key."),
+    413: doc_error("The body is larger than the configured limit."),
+    **_COMMON,
+}
+
+
+@router.post(
+    "/batches",
+    responses=_POST_RESPONSES,
+    summary="Submit a batch and (by default) wait for its result",
+    operation_id="submit_batch",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}}},
+        }
+    },
+)
+async def submit_batch(
+    request: Request,
+    principal: Annotated[Principal, Depends(guard)],
+    wait: Annotated[bool, Query(description="Wait for the result (false: answer 202 at once).")] = True,
+    timeout: Annotated[
+        float | None,
+        Query(ge=0, le=30, description="Seconds to wait for the result (default FACADE_WAIT_S, at most 30)."),
+    ] = None,
+) -> Response:
+    state = request.app.state.facade
+    cfg = state.config
+    settings = cfg.settings
+    metrics = state.metrics
+    if timeout is not None and timeout > cfg.max_wait_s:
+        raise ApiError(
+            422, FacadeCode.INVALID_REQUEST, f"timeout must be at most {cfg.max_wait_s:g} s", field="timeout"
+        )
+    wait_s = settings.facade_wait_s if timeout is None else timeout
+
+    raw = await read_body(request, settings.max_body_bytes)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, FacadeCode.INVALID_JSON, f"request body is not valid JSON: {exc}") from None
+    try:
+        if len(raw) > 64 * 1024:  # big documents validate off the event loop
+            batch = await run_in_threadpool(validate_batch, doc, settings.max_batch_size)
+        else:
+            batch = validate_batch(doc, settings.max_batch_size)
+    except BatchValidationError as exc:
+        metrics.batches.labels("rejected").inc()
+        problems = exc.problems[:MAX_PROBLEMS]
+        if len(exc.problems) > MAX_PROBLEMS:
+            problems.append({"loc": "", "message": f"... and {len(exc.problems) - MAX_PROBLEMS} more problems"})
+        field = problems[0].get("loc") if problems else None
+        message = str(exc)
+        if len(message) > 2000:
+            message = message[:1997] + "..."
+        raise ApiError(422, exc.code, message, field=field or None, problems=problems) from None
+    batch_id = str(batch.batch_id)
+    metrics.batch_size.observe(len(batch.barcodes))
+
+    publisher, listener = state.publisher, state.listener
+    if not (publisher.is_ready and listener.is_ready):
+        metrics.batches.labels("unavailable").inc()
+        raise _unavailable("Kafka is unavailable; the batch was not accepted")
+
+    try:
+        await state.results.claim(batch_id, principal.key_id)
+    except ApiError:
+        metrics.batches.labels("conflict").inc()
+        raise
+    lst = listener.instance
+    future = lst.expect(batch_id)
+    started = time.perf_counter()
+    try:
+        try:
+            await asyncio.wait_for(publisher.instance.send(batch), cfg.publish_timeout_s)
+        except (KafkaUnavailable, TimeoutError) as exc:
+            await state.results.release(batch_id, principal.key_id)
+            metrics.batches.labels("unavailable").inc()
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            raise _unavailable(f"Kafka is unavailable; the batch was not accepted ({reason})") from None
+        if not wait or wait_s <= 0:
+            metrics.batches.labels("pending").inc()
+            return _pending(batch_id)
+        await asyncio.wait({future}, timeout=wait_s)
+        if not future.done() or future.cancelled():
+            metrics.batches.labels("pending").inc()
+            return _pending(batch_id)
+        result = future.result()
+    finally:
+        lst.forget(batch_id)
+    body = orjson.dumps(result)
+    state.results.remember(batch_id, body)
+    metrics.batches.labels("completed").inc()
+    metrics.batch_wait.observe(time.perf_counter() - started)
+    metrics.count_item_errors(result)
+    return Response(content=body, media_type="application/json")
+
+
+_GET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": BatchResult, "description": "The batch's result."},
+    202: {"model": PendingBatch, "description": "Known, result not there yet."},
+    404: doc_error("No such batch for this API key."),
+    **_COMMON,
+}
+
+
+@router.get(
+    "/batches/{batch_id:path}",  # client-chosen ids may contain '/'; Location percent-encodes them
+    responses=_GET_RESPONSES,
+    summary="Get a batch's result",
+    operation_id="get_batch",
+)
+async def get_batch(
+    request: Request,
+    principal: Annotated[Principal, Depends(guard)],
+    batch_id: Annotated[str, Path(description="The id returned by POST /v1/batches.")],
+) -> Response:
+    state = request.app.state.facade
+    not_found = ApiError(404, FacadeCode.NOT_FOUND, "no such batch", field="batch_id")
+    if not batch_id or len(batch_id) > 128:
+        raise not_found
+    found = await state.results.lookup(batch_id, principal.key_id)
+    if found.state == "unknown":
+        raise not_found
+    if found.state == "pending":
+        return JSONResponse({"batch_id": batch_id, "status": "pending"}, status_code=202)
+    return Response(content=found.result, media_type="application/json")

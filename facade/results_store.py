@@ -1,0 +1,259 @@
+"""Batch ownership and results, shared by every facade replica through Redis.
+
+* ``bf:owner:{batch_id}`` = key id (SHA-256 of the submitting API key), TTL ``result_ttl_s``; written
+  with ``SET NX`` before the batch is published. A client-chosen ``batch_id`` already owned by another
+  key is refused (409), so nobody can read or shadow another key's batch.
+* ``bf:result:{batch_id}`` = the BatchResult JSON, TTL ``result_ttl_s``. Every replica's
+  ``ResultListener`` sees every result; its callback enqueues it and a writer task stores it *only if
+  the owner key exists* (one Lua script: idempotent, so N replicas writing the same result is harmless).
+* A small byte-bounded in-process copy of this replica's own batches (owner + result) answers when
+  Redis is down, so a caller of this replica can still poll a batch it submitted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from facade.errors import ApiError, FacadeCode
+from facade.metrics import Metrics
+from facade.redis_guard import RedisGuard, RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+OWNER_KEY = "bf:owner:{}"
+RESULT_KEY = "bf:result:{}"
+
+_STORE_IF_OWNED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    state: Literal["unknown", "pending", "done"]
+    result: bytes | None = None
+
+
+class _LocalCache:
+    """Bounded (count and bytes) TTL map; oldest entries go first."""
+
+    def __init__(self, *, ttl_s: float, max_items: int, max_bytes: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, tuple[float, Any, int]] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, key: str, value: Any, size: int = 0) -> None:
+        self.pop(key)
+        if size > self.max_bytes:
+            return
+        self._data[key] = (time.monotonic() + self.ttl_s, value, size)
+        self._bytes += size
+        while self._data and (len(self._data) > self.max_items or self._bytes > self.max_bytes):
+            _, (_, _, sz) = self._data.popitem(last=False)
+            self._bytes -= sz
+
+    def get(self, key: str) -> Any | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            self.pop(key)
+            return None
+        return entry[1]
+
+    def pop(self, key: str) -> None:
+        entry = self._data.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[2]
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+
+class ResultsStore:
+    def __init__(
+        self,
+        redis: Any | None,
+        guard: RedisGuard,
+        *,
+        ttl_s: int,
+        metrics: Metrics,
+        local_max_bytes: int = 64 * 1024 * 1024,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.redis = redis
+        self.guard = guard
+        self.ttl_s = max(1, int(ttl_s))
+        self.metrics = metrics
+        self._owners = _LocalCache(ttl_s=self.ttl_s, max_items=100_000, max_bytes=1 << 62)
+        self._results = _LocalCache(ttl_s=self.ttl_s, max_items=100_000, max_bytes=local_max_bytes)
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
+        self._writer: asyncio.Task[None] | None = None
+        self._store_script = redis.register_script(_STORE_IF_OWNED) if redis is not None else None
+        self._release_script = redis.register_script(_RELEASE_IF_OWNER) if redis is not None else None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._writer is None and self.redis is not None:
+            self._writer = asyncio.create_task(self._write_loop(), name="results-writer")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        for t in list(self._tasks):
+            t.cancel()
+
+    # -- ownership -------------------------------------------------------------------------------
+    async def claim(self, batch_id: str, owner: str) -> None:
+        """Record ``owner`` for ``batch_id``; 409 when another key owns it. Redis down: local only."""
+        local = self._owners.get(batch_id)
+        if local is not None and local != owner:
+            raise self._conflict(batch_id)
+        redis = self.redis
+        if redis is not None:
+            key = OWNER_KEY.format(batch_id)
+            try:
+                created = await self.guard.run(lambda: redis.set(key, owner, nx=True, ex=self.ttl_s))
+                if not created:
+                    existing = await self.guard.run(lambda: redis.get(key))
+                    if existing is not None and _text(existing) != owner:
+                        raise self._conflict(batch_id)
+                    await self.guard.run(lambda: redis.set(key, owner, ex=self.ttl_s))
+            except RedisUnavailable:
+                log.debug("claim of %s recorded locally only (redis unavailable)", batch_id)
+        self._owners.put(batch_id, owner)
+
+    async def release(self, batch_id: str, owner: str) -> None:
+        """Undo ``claim`` (the batch was never published)."""
+        if self._owners.get(batch_id) == owner:
+            self._owners.pop(batch_id)
+        if self._release_script is not None:
+            script = self._release_script
+            with contextlib.suppress(RedisUnavailable):
+                await self.guard.run(lambda: script(keys=[OWNER_KEY.format(batch_id)], args=[owner]))
+
+    @staticmethod
+    def _conflict(batch_id: str) -> ApiError:
+        return ApiError(409, FacadeCode.BATCH_ID_CONFLICT, f"batch_id {batch_id!r} is already in use", field="batch_id")
+
+    # -- results ---------------------------------------------------------------------------------
+    async def lookup(self, batch_id: str, owner: str) -> Lookup:
+        """Unknown (or owned by another key), pending, or done with the result JSON."""
+        local_owner = self._owners.get(batch_id)
+        if local_owner is not None:
+            if local_owner != owner:
+                return Lookup("unknown")
+            local = self._results.get(batch_id)
+            if local is not None:
+                return Lookup("done", local)
+        if self.redis is None:
+            return Lookup("pending") if local_owner is not None else Lookup("unknown")
+        try:
+            stored_owner, result = await self.guard.run(self._fetch(batch_id))
+        except RedisUnavailable:
+            if local_owner is not None:
+                return Lookup("pending")
+            raise ApiError(
+                503,
+                FacadeCode.REDIS_UNAVAILABLE,
+                "result storage is unavailable; try again shortly",
+                headers={"Retry-After": "2"},
+            ) from None
+        if stored_owner is None and local_owner is None:
+            return Lookup("unknown")
+        if stored_owner is not None and _text(stored_owner) != owner:
+            return Lookup("unknown")
+        if result is None:
+            return Lookup("pending")
+        return Lookup("done", bytes(result))
+
+    def _fetch(self, batch_id: str) -> Any:
+        async def run() -> tuple[Any, Any]:
+            assert self.redis is not None  # noqa: S101
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(OWNER_KEY.format(batch_id))
+                pipe.get(RESULT_KEY.format(batch_id))
+                owner, result = await pipe.execute()
+            return owner, result
+
+        return run
+
+    def on_result(self, batch_id: str, raw: bytes) -> None:
+        """``ResultListener`` callback: called for every result seen on ``barcode.results``."""
+        if batch_id in self._owners:
+            self._results.put(batch_id, bytes(raw), len(raw))
+        if self.redis is None:
+            return
+        try:
+            self._queue.put_nowait((batch_id, bytes(raw)))
+        except asyncio.QueueFull:
+            self.metrics.results_dropped.inc()
+
+    def remember(self, batch_id: str, raw: bytes) -> None:
+        """The submitting replica stores the result it answered with right away (no GET-after-POST race)."""
+        if batch_id in self._owners:
+            self._results.put(batch_id, raw, len(raw))
+        if self.redis is None:
+            return
+        task = asyncio.create_task(self._write([(batch_id, raw)]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < 100:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[str, bytes]]) -> None:
+        script, redis = self._store_script, self.redis
+        assert redis is not None and script is not None  # noqa: S101
+
+        async def run() -> list[Any]:
+            async with redis.pipeline(transaction=False) as pipe:
+                for batch_id, raw in batch:
+                    await script(
+                        keys=[OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id)],
+                        args=[raw, self.ttl_s],
+                        client=pipe,
+                    )
+                return list(await pipe.execute())
+
+        try:
+            stored = await self.guard.run(run, timeout=max(self.guard.timeout, 2.0))
+        except RedisUnavailable:
+            self.metrics.results_dropped.inc(len(batch))
+            return
+        self.metrics.results_stored.inc(sum(1 for s in stored if s == 1))
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)
