@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_MAX_BATCH_SIZE = 100
 MAX_CONCURRENT_RANGE = (1, 20)
@@ -72,7 +72,7 @@ class RequestItem(BaseModel):
 
 
 class BatchOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_concurrent: int = Field(
         10,
@@ -101,6 +101,11 @@ class BatchRequest(BaseModel):
     barcodes: list[RequestItem]
     options: BatchOptions = Field(default_factory=BatchOptions)
     replay: ReplayMarker | None = None
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _null_options(cls, v: Any) -> Any:
+        return {} if v is None else v
 
 
 class StrictBatchRequest(BaseModel):

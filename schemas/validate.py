@@ -12,6 +12,15 @@ from pydantic import ValidationError
 from schemas.errors import BatchValidationError
 from schemas.models import DEFAULT_MAX_BATCH_SIZE, BatchRequest, new_batch_id
 
+MAX_PROBLEMS = 100
+
+
+def _capped(problems: list[dict[str, str]]) -> list[dict[str, str]]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_PROBLEMS
+    return [*problems[:MAX_PROBLEMS], {"loc": "", "message": f"... and {more} more problems"}]
+
 
 def _loc(parts: tuple[Any, ...]) -> str:
     out = ""
@@ -41,22 +50,25 @@ def parse_batch(
         )
     problems: list[dict[str, str]] = []
     barcodes = doc.get("barcodes")
+    if isinstance(barcodes, list):
+        ids = [it.get("id") for it in barcodes if isinstance(it, Mapping) and it.get("id") is not None]
+        dupes = sorted(str(k) for k, n in Counter(map(str, ids)).items() if n > 1)
+        if dupes:
+            shown = ", ".join(dupes[:20]) + (f" and {len(dupes) - 20} more" if len(dupes) > 20 else "")
+            problems.append({"loc": "barcodes", "message": f"duplicate item ids: {shown}"})
+    if isinstance(barcodes, list) and len(barcodes) > max_batch_size:
+        # bounded work: only the first ``max_batch_size`` items are examined further, so a 1 MiB
+        # message of 500,000 tiny items costs no more than a full batch (and not 500,000 problems)
+        problems.append(
+            {"loc": "barcodes", "message": f"{len(barcodes)} items exceed the maximum batch size of {max_batch_size}"}
+        )
+        barcodes = barcodes[:max_batch_size]
+        doc = {**doc, "barcodes": barcodes}
     if "barcodes" not in doc:
         problems.append({"loc": "barcodes", "message": "field required"})
     elif isinstance(barcodes, list):
         if not barcodes:
             problems.append({"loc": "barcodes", "message": "a batch needs at least one item"})
-        if len(barcodes) > max_batch_size:
-            problems.append(
-                {
-                    "loc": "barcodes",
-                    "message": f"{len(barcodes)} items exceed the maximum batch size of {max_batch_size}",
-                }
-            )
-        ids = [it.get("id") for it in barcodes if isinstance(it, Mapping) and it.get("id") is not None]
-        dupes = sorted(str(k) for k, n in Counter(map(str, ids)).items() if n > 1)
-        if dupes:
-            problems.append({"loc": "barcodes", "message": f"duplicate item ids: {', '.join(dupes)}"})
     try:
         req = BatchRequest.model_validate(doc)
     except ValidationError as exc:
@@ -67,7 +79,7 @@ def parse_batch(
             if len(shown) > 60:
                 shown = shown[:57] + "..."
             problems.append({"loc": loc, "message": f"{err['msg']} (got {shown})"})
-        raise BatchValidationError(problems) from None
+        raise BatchValidationError(_capped(problems)) from None
     if problems:
         raise BatchValidationError(problems)
     if req.batch_id is None and assign_id:
