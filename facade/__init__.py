@@ -1,6 +1,6 @@
 """HTTP facade of barcodeflow (FastAPI): batches over Kafka, single images rendered in-process.
 
-Imports are lazy so that render worker processes (which import ``facade.render_job``) stay light.
+Imports are lazy so that importing the package stays light.
 """
 
 from __future__ import annotations

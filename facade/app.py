@@ -116,7 +116,7 @@ def create_app(
         metrics=metrics,
         local_max_bytes=cfg.local_results_max_bytes,
     )
-    image_service = ImageService(cfg, redis, rguard, metrics)
+    image_service = ImageService(cfg, redis, metrics)
 
     def make_publisher() -> Any:
         if publisher is not None:

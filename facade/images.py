@@ -5,19 +5,18 @@
   Every item error, including ``unsupported_type``, is 422 ``{"error": {"code", "message", "field"}}``.
 * ``ETag`` is ``"<spec.cache_key()>"``; a matching ``If-None-Match`` answers 304 before any cache
   lookup or rendering. Responses are ``Cache-Control: public, max-age=86400, immutable``.
-* Rendering runs in a small executor, never on the event loop: a spawn ``ProcessPoolExecutor``
-  (default; ``render_workers`` processes) or a thread pool.
-* Redis caches images under ``bf:img:{cache_key}`` (TTL ``cache_default_ttl``); every cache call is
-  bounded by ``cache_timeout_ms`` and a Redis outage only means rendering every time.
+* Rendering runs in the worker's ``RenderPool``, never on the event loop: spawned processes
+  (default; ``render_workers`` of them) or threads.
+* The worker's two-level cache (in-process LRU + Redis ``bf:img:{cache_key}``, TTL
+  ``cache_default_ttl``): every Redis call is bounded by ``cache_timeout_ms``, and a Redis outage
+  only means rendering every time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Annotated, Any, Literal
 
@@ -28,77 +27,57 @@ from facade.config import FacadeConfig
 from facade.errors import ApiError, FacadeCode, doc_error
 from facade.guard import Principal, guard
 from facade.metrics import Metrics
-from facade.redis_guard import RedisGuard, RedisUnavailable
-from facade.render_job import init_worker, render_job
 from schemas.errors import ItemError
+from stream_app.cache import CachedImage, TwoLevelCache
+from stream_app.pool import Outcome, RenderPool
+from stream_app.render import RenderSpec
 from stream_app.render.registry import SUPPORTED_TYPES
 
 log = logging.getLogger(__name__)
 
-IMAGE_KEY = "bf:img:{}"
 _COLOUR = r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6})$"  # documented only; the render core validates
 _BACKGROUND = r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|transparent)$"
 _SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 class ImageService:
-    def __init__(self, config: FacadeConfig, redis: Any | None, guard_: RedisGuard, metrics: Metrics) -> None:
+    """Renders single images with the worker's own machinery: ``RenderPool`` and ``TwoLevelCache``
+    (same Redis keys and value format as the pipeline, so either side's renders serve the other)."""
+
+    def __init__(self, config: FacadeConfig, redis: Any | None, metrics: Metrics) -> None:
         self.config = config
-        self.redis = redis
-        self.guard = guard_
         self.metrics = metrics
-        self._executor: Executor | None = None
+        s = config.settings
+        self.cache = TwoLevelCache(
+            redis, max_size=s.cache_max_size, ttl=s.cache_default_ttl, timeout_ms=s.cache_timeout_ms
+        )
+        self.pool = RenderPool(config.render_workers, kind=config.render_executor)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight = 0
         self.max_inflight = max(1, config.render_workers) * 16
 
-    def _make_executor(self) -> Executor:
-        n = max(1, self.config.render_workers)
-        if self.config.render_executor == "process":
-            return ProcessPoolExecutor(
-                max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
-            )
-        return ThreadPoolExecutor(max_workers=n, thread_name_prefix="render")
-
-    @property
-    def executor(self) -> Executor:
-        if self._executor is None:
-            self._executor = self._make_executor()
-        return self._executor
-
     def close(self) -> None:
         for t in list(self._tasks):
             t.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self.pool.stop(wait=False)
 
-    async def render(self, item: dict[str, Any]) -> tuple[str, Any, Any, float]:
-        # bounded queue in front of the executor: overload is a fast 503, not an ever-growing backlog
+    async def lookup(self, key: str) -> CachedImage | None:
+        errors = self.cache.stats.redis_errors
+        found = (await self.cache.get_many([key])).get(key)
+        if self.cache.stats.redis_errors != errors:
+            self.metrics.cache.labels("error").inc()
+        self.metrics.cache.labels("hit" if found is not None else "miss").inc()
+        return found
+
+    async def render(self, spec: RenderSpec) -> Outcome:
+        # bounded queue in front of the pool: overload is a fast 503, not an ever-growing backlog
         if self._inflight >= self.max_inflight:
             raise ApiError(503, FacadeCode.RENDER_UNAVAILABLE, "renderer busy; try again", headers={"Retry-After": "1"})
         self._inflight += 1
         try:
-            return await self._render(item)
-        finally:
-            self._inflight -= 1
-
-    async def _render(self, item: dict[str, Any]) -> tuple[str, Any, Any, float]:
-        loop = asyncio.get_running_loop()
-        try:
-            fut = loop.run_in_executor(self.executor, render_job, item)
-            return await asyncio.wait_for(fut, self.config.render_timeout_s)
-        except BrokenProcessPool:
-            log.error("render worker pool broke; starting a new one")
-            broken, self._executor = self._executor, None
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
-            raise ApiError(
-                503,
-                FacadeCode.RENDER_UNAVAILABLE,
-                "renderer restarting; try again",
-                headers={"Retry-After": "1"},
-            ) from None
+            [outcome] = await asyncio.wait_for(
+                self.pool.run([dataclasses.asdict(spec)]), self.config.render_timeout_s
+            )
         except TimeoutError:
             raise ApiError(
                 503,
@@ -106,40 +85,17 @@ class ImageService:
                 f"rendering took longer than {self.config.render_timeout_s:g} s",
                 headers={"Retry-After": "1"},
             ) from None
+        except BrokenProcessPool:
+            raise ApiError(
+                503, FacadeCode.RENDER_UNAVAILABLE, "renderer restarting; try again", headers={"Retry-After": "1"}
+            ) from None
+        finally:
+            self._inflight -= 1
+        return outcome
 
-    async def cache_get(self, key: str) -> tuple[str, bytes] | None:
-        redis = self.redis
-        if redis is None:
-            return None
-        try:
-            raw = await self.guard.run(lambda: redis.get(IMAGE_KEY.format(key)), self.config.cache_timeout_s)
-        except RedisUnavailable:
-            self.metrics.cache.labels("error").inc()
-            return None
-        if raw is None:
-            self.metrics.cache.labels("miss").inc()
-            return None
-        ct, sep, image = bytes(raw).partition(b"\n")
-        if not sep:
-            self.metrics.cache.labels("error").inc()
-            return None
-        self.metrics.cache.labels("hit").inc()
-        return ct.decode("ascii", "replace"), image
-
-    def cache_set(self, key: str, content_type: str, image: bytes) -> None:
-        redis = self.redis
-        if redis is None or not self.guard.available:
-            return
-        value = content_type.encode("ascii", "replace") + b"\n" + image
-        ttl = max(1, int(self.config.settings.cache_default_ttl))
-
-        async def write() -> None:
-            with contextlib.suppress(RedisUnavailable):
-                await self.guard.run(
-                    lambda: redis.set(IMAGE_KEY.format(key), value, ex=ttl), self.config.cache_timeout_s
-                )
-
-        task = asyncio.create_task(write())
+    def store(self, key: str, image: CachedImage) -> None:
+        """Cache in the background: the response does not wait for Redis."""
+        task = asyncio.create_task(self.cache.put_many({key: image}))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -260,18 +216,18 @@ async def get_barcode(
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
 
-    cached = await service.cache_get(key)
+    cached = await service.lookup(key)
     if cached is not None:
-        content_type, image = cached
         headers["X-Cache"] = "hit"
     else:
-        status, payload, content_type, seconds = await service.render(item)
-        if status != "ok":
-            raise _item_error(payload, metrics)
-        metrics.renders.observe(seconds)
-        image = payload
-        service.cache_set(key, content_type, image)
+        ok, image, content_type, meta, err, ms = await service.render(spec)
+        if not ok or image is None or content_type is None:
+            raise _item_error(err or {}, metrics)
+        metrics.renders.observe(ms / 1000)
+        cached = CachedImage(image=image, content_type=content_type, metadata=meta or {})
+        service.store(key, cached)
         headers["X-Cache"] = "miss"
+    content_type, image = cached.content_type, cached.image
     if content_type.startswith("image/svg"):
         headers["Content-Security-Policy"] = _SVG_CSP
     return Response(content=image, media_type=content_type, headers=headers)

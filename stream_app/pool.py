@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -46,24 +47,35 @@ def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -
 
 
 def _warm() -> None:
+    # Ctrl-C goes to the whole process group: the parent shuts the pool down, children must not trace
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import stream_app.render  # noqa: F401 - import once per process, not per task
 
 
 class RenderPool:
-    """A process pool that replaces itself if a child dies (``BrokenProcessPool``) and retries once."""
+    """A process pool that replaces itself if a child dies (``BrokenProcessPool``) and retries once.
 
-    def __init__(self, processes: int) -> None:
+    ``kind="thread"`` runs the same code in threads (tests, and hosts where spawning is unwelcome).
+    """
+
+    def __init__(self, processes: int, *, kind: str = "process") -> None:
+        if kind not in ("process", "thread"):
+            raise ValueError(f"kind must be 'process' or 'thread', not {kind!r}")
         self.processes = max(1, processes)
+        self.kind = kind
         self._ctx = multiprocessing.get_context("spawn")
-        self._executor: ProcessPoolExecutor | None = None
+        self._executor: Executor | None = None
 
     def start(self) -> None:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.processes, mp_context=self._ctx, initializer=_warm)
+            if self.kind == "thread":
+                self._executor = ThreadPoolExecutor(self.processes, thread_name_prefix="render")
+            else:
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=self._ctx, initializer=_warm)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
 
     async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
