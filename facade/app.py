@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -56,6 +56,13 @@ class FacadeState:
     listener: Component
     kafka_probe: Callable[[], Awaitable[None]]
     trusted_proxies: tuple[IPNetwork, ...]
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` after the response; kept referenced until done, cancelled at shutdown."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
 
 def _redis_client(settings: Settings, timeout: float) -> Any:
@@ -174,6 +181,8 @@ def create_app(
         try:
             yield
         finally:
+            if state.background:  # cache-answered batches still being published: give them a moment
+                await asyncio.wait(state.background, timeout=5)
             await pub.stop()
             await lis.stop()
             await results.stop()

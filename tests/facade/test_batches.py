@@ -411,3 +411,37 @@ def test_odd_client_batch_ids_round_trip(harness: Harness, bid: str) -> None:
         time.sleep(0.05)
     assert g.status_code == 200, g.text
     assert g.json()["batch_id"] == bid
+
+
+def test_fully_cached_batch_is_answered_from_the_cache(make_harness: MakeHarness) -> None:
+    """Every item already rendered: the answer comes from the cache, the request is still published."""
+    hx = make_harness(mode="drop")  # the pipeline never answers in this test
+    tag = uuid.uuid4().hex
+    body = {"barcodes": [{"id": "a", "barcode_type": "qr", "data": tag},
+                         {"id": "b", "barcode_type": "ean8", "data": "9638507", "format": "png"},
+                         {"id": "c", "barcode_type": "nope", "data": "x"}]}  # fmt: skip
+    for it in body["barcodes"][:2]:  # the single-image route fills the shared render cache
+        url = f"/v1/barcodes/{it['barcode_type']}.{it.get('format', 'svg')}?data={it['data']}"
+        assert hx.client.get(url, headers=hx.h()).status_code == 200
+    r = hx.client.post("/v1/batches?timeout=2", json=body, headers=hx.h())
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [x["cached"] for x in doc["results"]] == [True, True, False]
+    assert doc["results"][2]["error"]["code"] == "unsupported_type"
+    assert doc["summary"]["cached"] == 2 and doc["summary"]["failed"] == 1
+    assert doc["results"][1]["metadata"]["data"] == "96385074"
+    deadline = time.monotonic() + 5
+    while not hx.publisher.sent and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert hx.publisher.sent[0]["batch_id"] == doc["batch_id"]  # still on the record
+    g = hx.client.get(f"/v1/batches/{doc['batch_id']}", headers=hx.h())
+    assert g.status_code == 200 and g.json() == doc
+
+
+def test_partly_cached_batch_goes_through_the_pipeline(make_harness: MakeHarness) -> None:
+    hx = make_harness(mode="drop")
+    tag = uuid.uuid4().hex
+    assert hx.client.get(f"/v1/barcodes/qr.svg?data={tag}", headers=hx.h()).status_code == 200
+    body = {"barcodes": [{"barcode_type": "qr", "data": tag}, {"barcode_type": "qr", "data": tag + "-new"}]}
+    r = hx.client.post("/v1/batches?timeout=0.5", json=body, headers=hx.h())
+    assert r.status_code == 202

@@ -3,6 +3,10 @@
 Data is taken verbatim; segno picks the segment modes (numeric / alphanumeric / byte as ISO-8859-1 when
 possible, else UTF-8 without ECI / kanji). ``boost_error=False`` whenever a level is requested, so the
 reported level is the requested one (QR defaults to M; Micro QR without a level is segno's choice).
+
+Symbols are built by ``qr_mask.make``: segno's own steps, with the data mask picked by vectorised code
+that reproduces segno's choice (identical symbols, several times faster). Whatever it cannot build
+(invalid input, overflow, a segno release it was not checked against) is left to segno itself.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from segno import encoder as segno_encoder
 
 from schemas.errors import DataTooLong, InvalidData, InvalidOption
 from stream_app.render._text import show
+from stream_app.render.encoders import qr_mask
 from stream_app.render.symbol import Symbol
 
 # bits per character of a segment mode, as a function of the character count
@@ -51,15 +56,29 @@ def _segno(data: str, error_correction: str | None, micro: bool, mode: str | Non
     return segno.make_qr(data, error=error_correction or "M", mode=mode, boost_error=False)
 
 
-def _make(data: str, error_correction: str | None, micro: bool) -> segno.QRCode:
+def _build(data: str, error_correction: str | None, micro: bool, mode: str | None) -> qr_mask.Built:
+    """What ``_segno`` returns (same symbol, same mask), via ``qr_mask``; segno itself where that fails."""
+    if micro:
+        level, boost = error_correction, error_correction is None  # no level: segno's default boost
+    else:
+        level, boost = error_correction or "M", False
+    try:
+        return qr_mask.make(data, level, mode, micro, boost)
+    except Exception:  # noqa: S110 -- bad input (segno raises the proper error below) or segno mismatch
+        pass
+    code = _segno(data, error_correction, micro, mode)
+    return qr_mask.Built(code, _matrix(code))
+
+
+def _make(data: str, error_correction: str | None, micro: bool) -> qr_mask.Built:
     kind = "Micro QR Code" if micro else "QR Code"
     try:
-        code = _segno(data, error_correction, micro, None)
-        if code.mode == "kanji" and _latin1(data):
+        built = _build(data, error_correction, micro, None)
+        if built.code.mode == "kanji" and _latin1(data):
             # segno 1.6 picks kanji mode for ISO-8859-1 text whose *Latin-1 bytes* happen to pair into
             # Shift_JIS kanji ranges (e.g. "éé"), which then decodes as Japanese: force byte mode.
-            code = _segno(data, error_correction, micro, "byte")
-        return code
+            built = _build(data, error_correction, micro, "byte")
+        return built
     except segno.DataOverflowError:
         level = f" at error correction {error_correction}" if error_correction else ""
         raise DataTooLong(
@@ -112,10 +131,11 @@ def capacity(data: str, code: segno.QRCode) -> dict[str, Any] | None:
 
 
 def _encode(data: str, error_correction: str | None, micro: bool) -> tuple[Symbol, segno.QRCode]:
-    code = _make(data, error_correction, micro)
+    built = _make(data, error_correction, micro)
+    code = built.code
     level = code.error.upper() if code.error else None
     symbol = Symbol(
-        modules=_matrix(code),
+        modules=built.modules,
         linear=False,
         data=data,
         content=data,
