@@ -8,8 +8,25 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 
-def _bool(v: str) -> bool:
+def env_bool(v: str) -> bool:
     return v.strip().lower() in {"1", "true", "yes", "on"}
+
+
+EnvTable = Mapping[str, tuple[str, Callable[[str], Any]]]
+
+
+def env_values(table: EnvTable, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``{field: converted value}`` for every variable of ``table`` set (non-empty) in ``environ``."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for var, (name, conv) in table.items():
+        raw = env.get(var)
+        if raw is not None and raw != "":
+            try:
+                out[name] = conv(raw)
+            except ValueError as exc:
+                raise ValueError(f"{var}={raw!r} is not valid: {exc}") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class Settings:
         if self.topic_prefix and self.topics == Topics():
             object.__setattr__(self, "topics", Topics.with_prefix(self.topic_prefix))
 
-    _ENV: ClassVar[dict[str, tuple[str, Callable[[str], Any]]]] = {
+    _ENV: ClassVar[EnvTable] = {
         "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", str),
         "REDIS_URL": ("redis_url", str),
         "TOPIC_PARTITIONS": ("topic_partitions", int),
@@ -82,7 +99,7 @@ class Settings:
         "API_KEYS": ("api_keys", lambda v: tuple(k.strip() for k in v.split(",") if k.strip())),
         "API_KEYS_FILE": ("api_keys_file", str),
         "RATE_LIMIT": ("rate_limit", str),
-        "RATE_LIMIT_FAIL_OPEN": ("rate_limit_fail_open", _bool),
+        "RATE_LIMIT_FAIL_OPEN": ("rate_limit_fail_open", env_bool),
         "TRUSTED_PROXIES": ("trusted_proxies", lambda v: tuple(k.strip() for k in v.split(",") if k.strip())),
         "MAX_BODY_BYTES": ("max_body_bytes", int),
         "RESULT_TTL_S": ("result_ttl_s", int),
@@ -91,15 +108,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        env = os.environ if environ is None else environ
-        kwargs: dict[str, Any] = {}
-        for var, (name, conv) in cls._ENV.items():
-            raw = env.get(var)
-            if raw is not None and raw != "":
-                try:
-                    kwargs[name] = conv(raw)
-                except ValueError as exc:
-                    raise ValueError(f"{var}={raw!r} is not valid: {exc}") from None
+        kwargs = env_values(cls._ENV, environ)
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
-from barcodeflow.settings import Settings
+from barcodeflow.settings import EnvTable, Settings, env_bool, env_values
 
 
 class ConfigError(Exception):
     """The facade refuses to start with this configuration."""
-
-
-def _bool(v: str) -> bool:
-    return v.strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -48,8 +43,8 @@ class FacadeConfig:
     # In-process fallback for results of batches submitted to this replica (used when Redis is down).
     local_results_max_bytes: int = 64 * 1024 * 1024
 
-    _ENV: ClassVar[dict[str, tuple[str, Callable[[str], Any]]]] = {
-        "FACADE_ALLOW_NO_AUTH": ("allow_no_auth", _bool),
+    _ENV: ClassVar[EnvTable] = {
+        "FACADE_ALLOW_NO_AUTH": ("allow_no_auth", env_bool),
         "FACADE_MAX_WAIT_S": ("max_wait_s", float),
         "FACADE_PUBLISH_TIMEOUT_S": ("publish_timeout_s", float),
         "FACADE_KAFKA_STARTUP_WAIT_S": ("kafka_startup_wait_s", float),
@@ -63,15 +58,11 @@ class FacadeConfig:
     def from_settings(
         cls, settings: Settings, environ: Mapping[str, str] | None = None, **overrides: Any
     ) -> FacadeConfig:
-        env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {"render_workers": max(1, settings.render_concurrency)}
-        for var, (name, conv) in cls._ENV.items():
-            raw = env.get(var)
-            if raw is not None and raw != "":
-                try:
-                    kwargs[name] = conv(raw)
-                except ValueError as exc:
-                    raise ConfigError(f"{var}={raw!r} is not valid: {exc}") from None
+        try:
+            kwargs.update(env_values(cls._ENV, environ))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(settings=settings, **kwargs)
         cfg.check()
