@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from barcodeflow.procs import ChildProcess
 from barcodeflow.settings import Settings
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "examples" / "demo_batch.json"
@@ -31,33 +31,17 @@ class Children:
     def __init__(self, env: dict[str, str], logdir: Path) -> None:
         self.env = env
         self.logdir = logdir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, ChildProcess] = {}
 
     def start(self, name: str, *args: str) -> None:
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        with (self.logdir / f"{name}.log").open("ab") as log:
-            self.procs[name] = subprocess.Popen(  # noqa: S603 - our own entry point
-                [sys.executable, "-m", "barcodeflow.cli", *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.procs[name] = ChildProcess(name, args, self.env, self.logdir / f"{name}.log").start()
 
     def dead(self) -> list[str]:
-        return [n for n, p in self.procs.items() if p.poll() is not None]
+        return [n for n, p in self.procs.items() if not p.alive()]
 
     def stop(self) -> None:
         for p in self.procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            p.stop()
 
 
 async def _round_trip(settings: Settings, batch: dict[str, Any], timeout: float) -> dict[str, Any]:

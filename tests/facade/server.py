@@ -3,44 +3,35 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from barcodeflow.procs import ChildProcess
+from tests.support.pipeline import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["FacadeProcess", "free_port"]
 
 
-class FacadeProcess:
+class FacadeProcess(ChildProcess):
     def __init__(self, env: dict[str, str], log_path: Path, *args: str, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.args = list(args)
-        self.log_path = log_path
-        self.popen: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            "facade",
+            ["facade", "--port", str(self.port), *args],
+            {**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            log_path,
+        )
 
     def start(self, timeout: float = 30.0) -> FacadeProcess:
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "barcodeflow", "facade", "--port", str(self.port), *self.args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        super().start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"facade exited with {self.popen.returncode}:\n{self.tail()}")
+            if not self.alive():
+                code = self.popen.returncode if self.popen else None
+                raise RuntimeError(f"facade exited with {code}:\n{self.tail()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
@@ -59,24 +50,6 @@ class FacadeProcess:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"facade not ready: {last.text if last else None}\n{self.tail()}")
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if self.popen is None:
-            return None
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-        return self.popen.returncode
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
     def __enter__(self) -> FacadeProcess:
         return self.start()

@@ -4,76 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from barcodeflow.procs import ChildProcess
 from barcodeflow.settings import Settings
 from producer import BatchProducer, ResultListener
-
-
-@dataclass
-class Proc:
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "barcodeflow.cli", *self.args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            # the whole process group: a worker's render pool children die with it
-            os.killpg(self.popen.pid, sig)
-            self.popen.wait(timeout=30)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 @dataclass
 class Pipeline:
     settings: Settings
     workdir: Path
-    procs: dict[str, Proc] = field(default_factory=dict)
+    procs: dict[str, ChildProcess] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.as_env(), "PYTHONUNBUFFERED": "1"}
 
-    def add(self, name: str, *args: str) -> Proc:
-        proc = Proc(name, list(args), self.env(), self.workdir / f"{name}.log")
+    def add(self, name: str, *args: str) -> ChildProcess:
+        proc = ChildProcess(name, args, self.env(), self.workdir / f"{name}.log").start()
         self.procs[name] = proc
-        proc.start()
         return proc
 
     def stop(self) -> None:
