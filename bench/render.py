@@ -97,9 +97,7 @@ def baseline(barcode_type: str, data: str) -> tuple[str, Callable[[], object]] |
         kwargs = {"add_checksum": False} if barcode_type == "code39" else {}
         return "python-barcode", lambda: cls(data, writer=SVGWriter(), **kwargs).write(io.BytesIO())
     if barcode_type == "qr":
-        return "segno", lambda: segno.make_qr(data, error="m", boost_error=False).save(
-            io.BytesIO(), kind="svg"
-        )
+        return "segno", lambda: segno.make_qr(data, error="m", boost_error=False).save(io.BytesIO(), kind="svg")
     if barcode_type == "micro_qr":
         return "segno", lambda: segno.make_micro(data).save(io.BytesIO(), kind="svg")
     if barcode_type in _ZXING:

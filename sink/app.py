@@ -55,9 +55,10 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
             log.error("sink: skipping unreadable record p%s@%s: %r",
                       event.message.partition, event.message.offset, exc)  # fmt: skip
             return
+        if record.get("kind") == "expire":
+            expire_sent.pop((str(record["batch_id"]), str(record["run"])), None)
         for result in done:
             stats["emitted"] += 1
-            expire_sent.pop((result["batch_id"], str(record["run"])), None)
             await results.send(key=result["batch_id"].encode(), value=orjson.dumps(result))
 
     @app.agent(items)
