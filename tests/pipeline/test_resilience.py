@@ -100,3 +100,31 @@ async def test_redis_outage_does_not_fail_or_stall_batches(isolated_settings: Se
         redis.stop()
     # three batches during the outage took seconds, not a timeout per item
     assert outage_s < 45
+
+
+async def test_sink_killed_mid_batch_recovers_its_table(isolated_settings: Settings, tmp_path: Path) -> None:
+    """SIGKILL the sink while parts are arriving, restart it: the changelog-backed table is recovered
+    and every batch is emitted once complete (parts seen before the kill are not lost)."""
+    tag = uuid.uuid4().hex[:8]
+    n_batches = 30
+    async with running_pipeline(isolated_settings, tmp_path) as pipe:
+        listener = ResultListener(pipe.settings)
+        await listener.start()
+        try:
+            futs = {f"{tag}-{n}": listener.expect(f"{tag}-{n}") for n in range(n_batches)}
+            async with BatchProducer(pipe.settings) as prod:
+                for n in range(n_batches):
+                    await prod.send(qr_batch(tag, n))
+                deadline = time.monotonic() + 60
+                while sum(f.done() for f in futs.values()) < 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                pipe.procs["sink"].kill()
+                done_before_kill = sum(f.done() for f in futs.values())
+                await asyncio.sleep(1)
+                pipe.add("sink", "sink")
+            results = await asyncio.wait_for(asyncio.gather(*futs.values()), 240)
+        finally:
+            await listener.stop()
+    assert done_before_kill < n_batches, "the kill came too late to test anything"
+    for r in results:
+        assert r["summary"]["successful"] == 20, [x.get("error") for x in r["results"] if not x["success"]]
