@@ -37,9 +37,8 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
     conf = {**faust_config(settings, "sink"), "key_serializer": "json", "value_serializer": "json"}
     app = SinkApp(**{**conf, **overrides})
     t = settings.topics
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    items = app.topic(t.items, partitions=settings.topic_partitions, **raw)
-    results = app.topic(t.results, partitions=settings.topic_partitions, **raw)
+    items = app.topic(t.items, partitions=settings.topic_partitions, key_serializer="raw", value_serializer="raw")
+    results = app.topic(t.results, partitions=settings.topic_partitions, key_serializer="raw", value_serializer="raw")
     table = app.Table("batches", default=None, partitions=settings.topic_partitions)
     app.aggregator = BatchAggregator(table, timeout_s=settings.batch_timeout_s)
     expire_sent: dict[tuple[str, str], int] = {}

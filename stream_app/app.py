@@ -44,17 +44,17 @@ class WorkerApp(faust.App):
 
     bf_settings: Settings
     pool: RenderPool
-    cache: TwoLevelCache
+    render_cache: TwoLevelCache
 
     async def on_start(self) -> None:
         await super().on_start()
         self.pool.start()
-        self.cache.redis = redis_client(self.bf_settings.redis_url, self.bf_settings.cache_timeout_ms)
+        self.render_cache.redis = redis_client(self.bf_settings.redis_url, self.bf_settings.cache_timeout_ms)
 
     async def on_stop(self) -> None:
         self.pool.stop()
-        if self.cache.redis is not None:
-            await self.cache.redis.aclose()
+        if self.render_cache.redis is not None:
+            await self.render_cache.redis.aclose()
         await super().on_stop()
 
 
@@ -73,7 +73,7 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     app = WorkerApp(**{**faust_config(settings, "worker"), **overrides})
     app.bf_settings = settings
     app.pool = RenderPool(settings.render_concurrency)
-    app.cache = TwoLevelCache(
+    app.render_cache = TwoLevelCache(
         None,
         max_size=settings.cache_max_size,
         ttl=settings.cache_default_ttl,
@@ -131,7 +131,7 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
             await dead_letter(event, ErrorCode.INTERNAL.value, f"unreadable render task: {exc}")
             return
         try:
-            part = await render_task(task, cache=app.cache, pool=app.pool)
+            part = await render_task(task, cache=app.render_cache, pool=app.pool)
         except Exception as exc:  # noqa: BLE001 - the batch still completes: these items fail, visibly
             log.exception("render task %s/%s failed", task.get("batch_id"), task.get("chunk"))
             stats["task_failures"] += 1
@@ -141,6 +141,7 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
 
     @app.agent(tasks)
     async def render(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, faust.Stream)  # noqa: S101 - take_events is not on the StreamT protocol
         async for events in stream.take_events(max(2, settings.render_concurrency * 4), within=0.005):
             outcomes = await asyncio.gather(*(handle_task(e) for e in events), return_exceptions=True)
             for e, outcome in zip(events, outcomes, strict=True):

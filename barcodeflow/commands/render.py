@@ -88,7 +88,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("svg", "png"), default="svg", help="output format of CSV items")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "render",
         help="render batches in-process, without Kafka",

@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     return rc
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="run Kafka, Redis, worker, sink and facade locally until Ctrl-C")
     p.add_argument("--demo", action="store_true", help="send a demo batch once everything is up")
     p.add_argument("--out", default="out/demo", help="where the demo writes its images (default out/demo)")

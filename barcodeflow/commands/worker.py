@@ -10,14 +10,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from barcodeflow.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 log = logging.getLogger(__name__)
 
 
-def run_faust_app(app: object, settings: Settings, loglevel: str) -> int:
-    import faust
+def run_faust_app(app: faust.App, settings: Settings, loglevel: str) -> int:
+    import faust  # noqa: F811 - imported late: the other sub-commands do not pay for it
 
     from stream_app.topics import ensure_topics
 
@@ -67,7 +71,7 @@ def run_sink(args: argparse.Namespace) -> int:
     return run_faust_app(create_sink_app(args.settings), args.settings, _level(args))
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w = sub.add_parser("worker", help="run the render worker (Faust agents: dispatch, render)")
     w.add_argument(
         "--concurrency",
