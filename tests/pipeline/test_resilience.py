@@ -62,7 +62,9 @@ async def test_worker_killed_mid_batch_loses_nothing(isolated_settings: Settings
 async def test_redis_outage_does_not_fail_or_stall_batches(isolated_settings: Settings, tmp_path: Path) -> None:
     redis = RedisServer(free_port(), tmp_path / "redis")
     redis.start()
-    settings = isolated_settings.with_(redis_url=redis.url)
+    # a generous Redis timeout: on a loaded CI machine 100 ms can pass before Redis answers, which
+    # would (correctly) skip the cache and make the "cached in Redis" checks below flaky
+    settings = isolated_settings.with_(redis_url=redis.url, cache_timeout_ms=1000)
     tag = uuid.uuid4().hex[:8]
     client = Redis.from_url(redis.url)
     try:
