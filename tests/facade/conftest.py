@@ -147,7 +147,10 @@ def harness(make_harness: MakeHarness) -> Harness:
 
 
 def batch(n: int = 1, **extra: Any) -> dict[str, Any]:
+    """Fresh data every call: a batch already in the render cache would be answered by the facade
+    itself (tests of the cache-answered path build their batches on purpose)."""
+    tag = secrets.token_hex(6)
     return {
-        "barcodes": [{"id": f"i{i}", "barcode_type": "qr", "data": f"hello {i}"} for i in range(n)],
+        "barcodes": [{"id": f"i{i}", "barcode_type": "qr", "data": f"hello {i} {tag}"} for i in range(n)],
         **extra,
     }
