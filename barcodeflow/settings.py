@@ -55,7 +55,7 @@ class Settings:
     batch_timeout_s: float = 10.0
     max_batch_size: int = 100
     max_message_bytes: int = 16 * 1024 * 1024
-    compression: str = "gzip"
+    compression: str = "zstd"
     worker_port: int = 6066
     data_dir: str = ".stack/faust"
     app_id: str = "barcodeflow"

@@ -16,6 +16,7 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "compression_type": settings.compression if settings.compression != "none" else None,
         "max_request_size": settings.max_message_bytes,
         "linger_ms": 2,
+        "max_batch_size": 1024 * 1024,
         "request_timeout_ms": 10_000,
     }
 

@@ -29,7 +29,7 @@ from schemas.validate import parse_batch, peek_batch_id
 from sink.aggregate import rejected
 from stream_app.cache import TwoLevelCache, redis_client
 from stream_app.faust_config import faust_config
-from stream_app.pipeline import failed_part, plan_batch, render_task
+from stream_app.pipeline import cached_result, failed_part, plan_batch, render_task
 from stream_app.pool import RenderPool
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     items = app.topic(t.items, partitions=settings.topic_partitions)
     results = app.topic(t.results, partitions=settings.topic_partitions)
     dlq = app.topic(t.dlq, partitions=settings.topic_partitions)
-    stats = {"dispatched": 0, "dead_lettered": 0, "tasks": 0, "task_failures": 0}
+    stats = {"dispatched": 0, "answered_from_cache": 0, "dead_lettered": 0, "tasks": 0, "task_failures": 0}
     app.bf_stats = stats  # type: ignore[attr-defined]
 
     async def dead_letter(event: faust.EventT, code: str, reason: str) -> None:
@@ -108,6 +108,11 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
             req, run=f"{msg.partition}:{msg.offset}", received_at_ms=now_ms(), timeout_s=settings.batch_timeout_s
         )
         key = plan.batch_id.encode()
+        done = await cached_result(req, plan, app.render_cache)
+        if done is not None:  # every item already rendered: answer now, no tasks, no aggregation
+            stats["answered_from_cache"] += 1
+            await results.send(key=key, value=orjson.dumps(done))
+            return
         await items.send(key=key, value=orjson.dumps(plan.open))
         if plan.rejected_items:
             await items.send(key=key, value=orjson.dumps(plan.rejected_items))
@@ -142,7 +147,8 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     @app.agent(tasks)
     async def render(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # noqa: S101 - take_events is not on the StreamT protocol
-        async for events in stream.take_events(max(2, settings.render_concurrency * 4), within=0.005):
+        # a deep buffer keeps every pool process busy: all tasks taken are acknowledged together
+        async for events in stream.take_events(max(4, settings.render_concurrency * 16), within=0.005):
             outcomes = await asyncio.gather(*(handle_task(e) for e in events), return_exceptions=True)
             for e, outcome in zip(events, outcomes, strict=True):
                 if isinstance(outcome, BaseException):

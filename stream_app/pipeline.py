@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas.errors import ItemError
 from schemas.models import BatchRequest
+from sink.aggregate import assemble
 from stream_app.cache import CachedImage, TwoLevelCache
 from stream_app.pool import Outcome, RenderPool
 from stream_app.render import normalize_item
@@ -163,6 +164,39 @@ async def render_task(task: Mapping[str, Any], *, cache: TwoLevelCache, pool: Re
         )
     return {"kind": "part", "batch_id": task["batch_id"], "run": task["run"], "chunk": task["chunk"],
             "results": results}  # fmt: skip
+
+
+async def cached_result(req: BatchRequest, plan: Plan, cache: TwoLevelCache) -> dict[str, Any] | None:
+    """The complete BatchResult when every valid item of the batch is already rendered, else ``None``.
+
+    Renders are deterministic, so a batch made only of cached items needs no render task and no
+    aggregation: the worker's dispatch (and the facade) answer it in one step.
+    """
+    opts = req.options
+    if opts.validate_only or opts.no_cache:
+        return None
+    t0 = time.perf_counter()
+    items = [it for task in plan.tasks for it in task["items"]]
+    keys = {it["key"] for it in items}
+    hits = await cache.get_many(keys)
+    if len(hits) < len(keys):
+        return None
+    results = list(plan.rejected_items["results"]) if plan.rejected_items else []
+    per_item_ms = (time.perf_counter() - t0) * 1000 / max(1, len(items))
+    for it in items:
+        h = hits[it["key"]]
+        results.append(
+            item_result(
+                it["index"], it["id"], image=h.image, content_type=h.content_type, metadata=h.metadata,
+                cached=True, elapsed_ms=per_item_ms, include_metadata=opts.include_metadata,
+            )  # fmt: skip
+        )
+    return assemble(
+        plan.batch_id,
+        results,
+        total_time_ms=time.time() * 1000 - plan.open["received_at"],
+        replay=plan.open["replay"],
+    )
 
 
 def failed_part(task: Mapping[str, Any], error: ItemError) -> dict[str, Any]:

@@ -116,3 +116,21 @@ async def test_sink_agent_aggregates_into_one_result(settings: Settings, sent: S
     assert [r["id"] for r in result["results"]] == [None, "x"]
     assert result["summary"]["successful"] == 2
     assert app.bf_stats["bad_records"] == 1  # type: ignore[attr-defined]
+
+
+async def test_dispatch_answers_a_fully_cached_batch_directly(settings: Settings, sent: Sent) -> None:
+    app = create_worker_app(settings)
+    app.pool = InlinePool()  # type: ignore[assignment]
+    app.finalize()
+    from schemas.validate import parse_batch
+    from stream_app.pipeline import plan_batch, render_task
+
+    batch = {"batch_id": "hot", "barcodes": [{"barcode_type": "qr", "data": "hot"}, {"barcode_type": "x", "data": ""}]}
+    warm = plan_batch(parse_batch(batch), run="0:0", received_at_ms=0, timeout_s=10)
+    await render_task(warm.tasks[0], cache=app.render_cache, pool=app.pool)  # fills the cache
+    async with app.agents["stream_app.app.dispatch"].test_context() as agent:
+        await agent.put(orjson.dumps(batch), key=b"hot")
+    assert sent.by_topic(settings.topics.tasks) == [] and sent.by_topic(settings.topics.items) == []
+    [result] = sent.by_topic(settings.topics.results)
+    assert [(r["index"], r["cached"]) for r in result["results"]] == [(0, True), (1, False)]
+    assert result["results"][1]["error"]["code"] == "unsupported_type"

@@ -1,0 +1,179 @@
+"""Part 3: latency through the HTTP facade (``POST /v1/batches``, synchronous: it waits for the result).
+
+A facade process runs against the same pipeline (its own topics), with one API key and a rate limit
+far above what the benchmark sends (the limiter still runs: its Redis round trip is part of every
+request). Clients are ``httpx.AsyncClient``s with keep-alive, one connection per simulated client.
+
+* ``cached_2``: a 2-code batch (a QR URL and an EAN-13, SVG) sent once before measuring, so every
+  measured request is answered from the render cache (it still makes the full Kafka round trip:
+  facade → requests → dispatch → tasks → render → items → sink → results → facade).
+* ``uncached_qr_100``: 100 QR codes with fresh data per request (the ``qr`` workload: 1 in 4 PNG).
+  The first two such requests after the facade starts are reported apart (``first_100_qr_ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.e2e import percentile
+from bench.workloads import DataSource, items, take
+
+API_KEY = "bench-key-0123456789abcdef"  # noqa: S105 - a throwaway key for a private facade process
+
+
+def facade_env() -> dict[str, str]:
+    return {"API_KEYS": API_KEY, "RATE_LIMIT": "100000000/minute", "FACADE_WAIT_S": "30"}
+
+
+@dataclass
+class LatencyResult:
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    cached_items: int = 0
+    items: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        return {
+            "requests": self.requests,
+            "ok": len(lat),
+            "errors": len(self.errors),
+            "error_samples": self.errors[:5],
+            "p50_ms": round(percentile(lat, 50), 2),
+            "p95_ms": round(percentile(lat, 95), 2),
+            "p99_ms": round(percentile(lat, 99), 2),
+            "max_ms": round(lat[-1], 2) if lat else 0.0,
+            "requests_per_s": round(len(lat) / self.seconds, 1) if self.seconds else 0.0,
+            "cached_share": round(self.cached_items / self.items, 4) if self.items else 0.0,
+            "latencies_ms_in_order": [round(x, 1) for x in self.latencies_ms] if len(lat) <= 100 else None,
+        }
+
+
+async def wait_facade(base_url: str, timeout: float = 90.0, check: Any = None) -> float:
+    t0 = time.monotonic()
+    last = ""
+    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
+        while time.monotonic() - t0 < timeout:
+            if check is not None:
+                check()
+            try:
+                r = await client.get("/readyz")
+                if r.status_code == 200:
+                    return time.monotonic() - t0
+                last = r.text[:300]
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"facade not ready after {timeout:.0f} s: {last}")
+
+
+async def facade_outcomes(base_url: str) -> dict[str, float]:
+    """``barcodeflow_facade_batches_total`` by outcome, from the facade's /metrics."""
+    out: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=5.0, headers={"X-API-Key": API_KEY}) as client:
+            text = (await client.get("/metrics")).text
+    except httpx.HTTPError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("barcodeflow_facade_batches_total{"):
+            labels, _, value = line.rpartition(" ")
+            outcome = labels.split('outcome="', 1)[-1].split('"', 1)[0]
+            out[outcome] = float(value)
+    return out
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
+    return {k: int(v - before.get(k, 0.0)) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
+async def _load(base_url: str, bodies: list[list[bytes]], timeout: float, warmup: int = 0) -> LatencyResult:
+    """``bodies[c]`` is what client ``c`` sends, one request after another; each client's first
+    ``warmup`` requests (connection set-up) are sent but not recorded."""
+    res = LatencyResult()
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+
+    async def client_loop(mine: list[bytes]) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as client:
+            for i, body in enumerate(mine):
+                if i < warmup:
+                    try:
+                        await client.post("/v1/batches", content=body)
+                    except httpx.HTTPError:
+                        pass
+                    continue
+                res.requests += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/batches", content=body)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    if r.status_code != 200:
+                        res.errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                        continue
+                    doc = orjson.loads(r.content)
+                except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+                    res.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    continue
+                s = doc.get("summary", {})
+                if doc.get("success") is not True:
+                    res.errors.append(f"batch failed: {str(doc)[:200]}")
+                    continue
+                res.latencies_ms.append(elapsed)
+                res.items += int(s.get("total", 0))
+                res.cached_items += int(s.get("cached", 0))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client_loop(b) for b in bodies))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+async def measure_facade(
+    base_url: str,
+    *,
+    cached_requests: dict[int, int],
+    qr_requests: dict[int, int],
+    log: Any = print,
+) -> dict[str, Any]:
+    """``cached_requests``/``qr_requests``: concurrent clients -> requests per client."""
+    source = DataSource()
+    small = orjson.dumps({"barcodes": [
+        {"barcode_type": "qr", "data": source.data("qr"), "format": "svg"},
+        {"barcode_type": "ean13", "data": source.data("ean13"), "format": "svg"},
+    ]})  # fmt: skip
+    # send once (renders and caches it), then a few warm-up requests per connection count
+    first = await _load(base_url, [[small]], 30.0)
+    if first.errors:
+        raise RuntimeError(f"facade: first 2-code batch failed: {first.errors[0]}")
+    await _load(base_url, [[small] * 5], 30.0)
+    out: dict[str, Any] = {"first_2_code_ms": round(first.latencies_ms[0], 1), "cached_2": {}, "uncached_qr_100": {}}
+    for clients, n in cached_requests.items():
+        before = await facade_outcomes(base_url)
+        r = await _load(base_url, [[small] * (n + 2) for _ in range(clients)], 30.0, warmup=2)
+        out["cached_2"][str(clients)] = r.to_json()
+        out["cached_2"][str(clients)]["facade_outcomes"] = _delta(await facade_outcomes(base_url), before)
+        log(f"facade: 2-code cached, {clients} client(s): p50 {r.to_json()['p50_ms']} ms, "
+            f"p99 {r.to_json()['p99_ms']} ms ({len(r.latencies_ms)} ok, {len(r.errors)} errors)")  # fmt: skip
+    qr = items("qr", source)
+    # the facade's first big batches are slow (seconds: start-up costs on that path); they are
+    # reported apart, and each client sends 2 unmeasured requests first, as for the cached batch
+    cold = await _load(base_url, [[orjson.dumps({"barcodes": take(qr, 100)}) for _ in range(2)]], 60.0)
+    out["first_100_qr_ms"] = [round(x, 1) for x in cold.latencies_ms]
+    for clients, n in qr_requests.items():
+        bodies = [[orjson.dumps({"barcodes": take(qr, 100)}) for _ in range(n + 2)] for _ in range(clients)]
+        before = await facade_outcomes(base_url)
+        r = await _load(base_url, bodies, 60.0, warmup=2)
+        out["uncached_qr_100"][str(clients)] = r.to_json()
+        out["uncached_qr_100"][str(clients)]["facade_outcomes"] = _delta(await facade_outcomes(base_url), before)
+        log(f"facade: 100-QR uncached, {clients} client(s): p50 {r.to_json()['p50_ms']} ms, "
+            f"p95 {r.to_json()['p95_ms']} ms ({len(r.latencies_ms)} ok, {len(r.errors)} errors)")  # fmt: skip
+    return out

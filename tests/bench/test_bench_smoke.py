@@ -1,0 +1,92 @@
+"""The benchmark harness keeps working: ``python -m bench --smoke`` end to end, no timing assertions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from barcodeflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def _positive(doc: dict, *path: str) -> float:
+    cur = doc
+    for p in path:
+        assert isinstance(cur, dict) and p in cur, f"missing {'.'.join(path)} (at {p!r})"
+        cur = cur[p]
+    assert isinstance(cur, int | float) and cur > 0, f"{'.'.join(path)} = {cur!r}, expected a positive number"
+    return cur
+
+
+@pytest.mark.timeout(240)
+def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack_settings.kafka_bootstrap_servers,
+        "REDIS_URL": stack_settings.redis_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"bench --smoke failed ({proc.returncode}):\n{tail}"
+    assert "targets:" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "smoke"
+    assert "error" not in doc, doc.get("error")
+    for key in ("nproc", "ram_gb"):
+        _positive(doc, "machine", key)
+    assert doc["machine"]["kafka_version"]
+
+    # 1. the limit, every workload
+    for w in ("qr", "ean13", "code128", "datamatrix", "mixed"):
+        _positive(doc, "limit", "workloads", w, "codes_per_s")
+        assert doc["limit"]["workloads"][w]["failed"] == 0
+    _positive(doc, "limit", "time_for_100_qr_ms")
+
+    # 2. end to end: all-miss and all-hit, with latencies, message counts and the ratio to the limit
+    for phase in ("all_miss", "all_hit"):
+        r = doc["e2e"][phase]
+        assert r["errors"] == [], r["errors"]
+        assert r["failed"] == 0
+        _positive(doc, "e2e", phase, "codes_per_s")
+        _positive(doc, "e2e", phase, "latency_ms", "p50")
+        _positive(doc, "e2e", phase, "latency_ms", "p95")
+        _positive(doc, "e2e", phase, "messages", "total")
+    assert doc["e2e"]["all_miss"]["cached_share"] == 0.0
+    assert doc["e2e"]["all_hit"]["cached_share"] == 1.0
+    _positive(doc, "e2e", "ratio_to_limit_mixed")
+    _positive(doc, "e2e", "anatomy_2_code_cached", "median_ms", "total")
+
+    # 3. the facade: both batch kinds at 1 and 16 clients
+    assert not doc["facade"].get("skipped"), doc["facade"]
+    for kind in ("cached_2", "uncached_qr_100"):
+        for clients in ("1", "16"):
+            r = doc["facade"][kind][clients]
+            assert r["errors"] == 0, r
+            for p in ("p50_ms", "p95_ms", "p99_ms"):
+                _positive(doc, "facade", kind, clients, p)
+
+    # 4. memory
+    for when in ("baseline", "after"):
+        for part in ("main_mb", "render_pool_mb", "total_mb"):
+            _positive(doc, "memory", when, part)
+    _positive(doc, "memory", "codes")
+
+    assert {t["status"] for t in doc["targets"]} <= {"PASS", "MISS"}
+    assert len(doc["targets"]) == 6
