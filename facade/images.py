@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from concurrent.futures.process import BrokenProcessPool
 from typing import Annotated, Any, Literal
@@ -76,7 +75,7 @@ class ImageService:
         self._inflight += 1
         try:
             [outcome] = await asyncio.wait_for(
-                self.pool.run([dataclasses.asdict(spec)]), self.config.render_timeout_s
+                self.pool.run([spec.to_dict()]), self.config.render_timeout_s
             )
         except TimeoutError:
             raise ApiError(

@@ -7,7 +7,6 @@ process pool, cache the new images, and return the ``part`` record the sink aggr
 from __future__ import annotations
 
 import base64
-import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,7 +88,7 @@ def plan_batch(req: BatchRequest, *, run: str, received_at_ms: int, timeout_s: f
             continue
         key = spec.cache_key()
         groups.setdefault(key, []).append(
-            {"index": index, "id": item.id, "key": key, "spec": dataclasses.asdict(spec)}
+            {"index": index, "id": item.id, "key": key, "spec": spec.to_dict()}
         )
     if failed:
         plan.rejected_items = {

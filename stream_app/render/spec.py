@@ -13,11 +13,12 @@ Everything downstream trusts the spec. Canonicalisation rules (so that equal out
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
+
+import orjson
 
 from schemas.errors import DataTooLong, InvalidData, InvalidItem, InvalidOption, UnsupportedType
 from stream_app.render._text import show
@@ -80,12 +81,15 @@ class RenderSpec:
         ``verify`` is included: it changes the result (``metadata['verified']``, or a VerifyFailed), so a
         cached unverified render must never answer a verify request.
         """
-        doc = [RENDERER_VERSION, *astuple(self)]
-        blob = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        blob = orjson.dumps([RENDERER_VERSION, *(getattr(self, name) for name in _FIELD_NAMES)])
         return hashlib.sha256(blob).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain fields, as shipped to the render pool (``RenderSpec(**d)`` rebuilds it)."""
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(RenderSpec))
 
 
 def _option_error(key: str, value: Any, why: str) -> InvalidOption:
