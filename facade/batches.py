@@ -67,23 +67,42 @@ def validate_batch(doc: Any, max_batch_size: int) -> BatchRequest:
     return parse_batch(doc, max_batch_size=max_batch_size)
 
 
-async def _publish_quietly(producer: Any, batch: BatchRequest) -> None:
-    """Publish a batch already answered from the cache, so it is on the record like any other."""
+async def _publish(producer: Any, batch: BatchRequest, timeout: float, metrics: Any) -> None:
+    """Publish and wait for the broker's ack, or answer 503.
+
+    The 503 cannot promise that nothing happens: a record that missed the deadline can still sit in
+    the producer's buffer and be delivered when the broker is back. So the ownership claim is kept
+    and the answer names the ``batch_id`` and its ``Location``: poll it, or retry with the same id.
+    """
     try:
-        await producer.send(batch)
-    except Exception:  # noqa: BLE001 - the client has its answer; a lost record is logged, not raised
-        log.exception("publishing cache-answered batch %s failed", batch.batch_id)
+        await asyncio.wait_for(producer.send(batch), timeout)
+    except (KafkaUnavailable, TimeoutError) as exc:
+        metrics.batches.labels("unavailable").inc()
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+        bid = str(batch.batch_id)
+        raise ApiError(
+            503,
+            FacadeCode.KAFKA_UNAVAILABLE,
+            f"Kafka did not acknowledge the batch ({reason}); it may still be processed: "
+            "poll Location, or retry with the same batch_id",
+            headers={"Retry-After": "5", "Location": _location(bid)},
+            batch_id=bid,
+        ) from None
 
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, FacadeCode.PAYLOAD_TOO_LARGE, f"request body larger than {limit} bytes")
 
 
+def _location(batch_id: str) -> str:
+    return f"/v1/batches/{quote(batch_id, safe='')}"
+
+
 def _pending(batch_id: str) -> JSONResponse:
     return JSONResponse(
         {"batch_id": batch_id, "status": "pending"},
         status_code=202,
-        headers={"Location": f"/v1/batches/{quote(batch_id, safe='')}"},
+        headers={"Location": _location(batch_id)},
     )
 
 
@@ -95,7 +114,11 @@ _COMMON: dict[int | str, dict[str, Any]] = {
     401: doc_error("Missing or invalid API key."),
     422: doc_error("Invalid parameters or batch; `error.problems` lists every problem."),
     429: doc_error("Rate limit exceeded; see Retry-After."),
-    503: doc_error("Kafka, Redis or rate limiting unavailable; see Retry-After."),
+    503: doc_error(
+        "Kafka, Redis or rate limiting unavailable; see Retry-After. When Kafka did not acknowledge a batch "
+        "in time, the body carries its `batch_id` and `Location`: it may still be processed, so poll it or "
+        "retry with the same batch_id."
+    ),
 }
 
 _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -174,25 +197,19 @@ async def submit_batch(
     except ApiError:
         metrics.batches.labels("conflict").inc()
         raise
-    if wait and wait_s > 0:
-        fast = await cached_result(batch, state.images.cache)
-        if fast is not None:
-            body = orjson.dumps(fast)
-            state.results.remember(batch_id, body)
-            state.spawn(_publish_quietly(publisher.instance, batch))
-            metrics.batches.labels("completed_from_cache").inc()
-            return Response(content=body, media_type="application/json")
+    fast = await cached_result(batch, state.images.cache) if wait and wait_s > 0 else None
     lst = listener.instance
     future = lst.expect(batch_id)
     started = time.perf_counter()
     try:
-        try:
-            await asyncio.wait_for(publisher.instance.send(batch), cfg.publish_timeout_s)
-        except (KafkaUnavailable, TimeoutError) as exc:
-            await state.results.release(batch_id, principal.key_id)
-            metrics.batches.labels("unavailable").inc()
-            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
-            raise _unavailable(f"Kafka is unavailable; the batch was not accepted ({reason})") from None
+        # published (and acknowledged) before answering, even when the cache has the answer:
+        # every batch answered is on the record in barcode.requests
+        await _publish(publisher.instance, batch, cfg.publish_timeout_s, metrics)
+        if fast is not None:
+            body = orjson.dumps(fast)
+            state.results.remember(batch_id, body)
+            metrics.batches.labels("completed_from_cache").inc()
+            return Response(content=body, media_type="application/json")
         if not wait or wait_s <= 0:
             metrics.batches.labels("pending").inc()
             return _pending(batch_id)

@@ -58,8 +58,10 @@ class ApiError(Exception):
         field: str | None = None,
         problems: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        batch_id: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.batch_id = batch_id
         self.status = status
         self.code = str(code)
         self.message = message
@@ -75,18 +77,27 @@ class ApiError(Exception):
             field=self.field,
             problems=self.problems,
             headers=self.headers,
+            batch_id=self.batch_id,
         )
 
 
 def error_body(
-    code: str, message: str, *, field: str | None = None, problems: list[dict[str, str]] | None = None
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    problems: list[dict[str, str]] | None = None,
+    batch_id: str | None = None,
 ) -> dict[str, Any]:
     err: dict[str, Any] = {"code": str(code), "message": message}
     if field:
         err["field"] = field
     if problems is not None:
         err["problems"] = [{"loc": str(p.get("loc", "")), "message": str(p.get("message", ""))} for p in problems]
-    return {"error": err}
+    body: dict[str, Any] = {"error": err}
+    if batch_id is not None:
+        body["batch_id"] = batch_id
+    return body
 
 
 def error_response(
@@ -97,8 +108,10 @@ def error_response(
     field: str | None = None,
     problems: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    batch_id: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, field=field, problems=problems), status_code=status, headers=headers)
+    body = error_body(code, message, field=field, problems=problems, batch_id=batch_id)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 _HTTP_CODES = {

@@ -13,6 +13,21 @@ from schemas.errors import BatchValidationError
 from schemas.models import DEFAULT_MAX_BATCH_SIZE, BatchRequest, new_batch_id
 
 MAX_PROBLEMS = 100
+MAX_JSON_DEPTH = 32  # a batch needs 4 levels (batch, barcodes, item, options); deeper is abuse
+
+
+def _too_deep(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``doc`` nests containers deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, Mapping | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, Mapping | list))
+    return False
 
 
 def _capped(problems: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -48,6 +63,10 @@ def parse_batch(
         raise BatchValidationError(
             [{"loc": "", "message": f"a batch must be a JSON object, got {type(doc).__name__}"}]
         )
+    if _too_deep(doc):
+        # pydantic and orjson refuse to serialise ~255 levels; such a batch could be accepted but
+        # never re-published (facade, producer) — reject it here, before anything else
+        raise BatchValidationError([{"loc": "", "message": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}])
     problems: list[dict[str, str]] = []
     barcodes = doc.get("barcodes")
     if isinstance(barcodes, list):

@@ -33,8 +33,9 @@ def faust_config(settings: Settings, role: str) -> dict[str, Any]:
         # Faust's 16 KB default sends each part and result alone, one request in flight per broker
         "producer_max_batch_size": 1024 * 1024,
         "consumer_max_fetch_size": settings.max_message_bytes,
-        # a killed worker's partitions move to the survivors within seconds, not a minute
-        "broker_session_timeout": 10.0,
+        # a killed worker's partitions move to a survivor (or its restart) after ~6 s, not a minute;
+        # BATCH_TIMEOUT_S must exceed that failover time plus rendering
+        "broker_session_timeout": 6.0,  # the broker default group.min.session.timeout.ms
         "broker_heartbeat_interval": 1.0,
         "broker_commit_interval": 0.5,
         "stream_wait_empty": False,

@@ -289,14 +289,19 @@ def test_kafka_publish_hang_is_bounded(make_harness: MakeHarness) -> None:
 
 
 @requires_redis
-def test_failed_publish_releases_the_batch_id(make_harness: MakeHarness) -> None:
+def test_failed_publish_keeps_the_batch_id_for_a_retry(make_harness: MakeHarness) -> None:
+    """A publish that fails or times out may still be delivered later (the producer's buffer): the
+    503 names the batch, its owner keeps it, and a retry with the same batch_id is the way out."""
     hx = make_harness(mode="fail")
-    bid = "released-" + uuid.uuid4().hex
-    assert hx.client.post("/v1/batches", json=batch(1, batch_id=bid), headers=hx.h()).status_code == 503
-    assert hx.client.get(f"/v1/batches/{bid}", headers=hx.h()).status_code == 404
-    # and another key may now use it
+    bid = "unacked-" + uuid.uuid4().hex
+    r = hx.client.post("/v1/batches", json=batch(1, batch_id=bid), headers=hx.h())
+    assert r.status_code == 503
+    assert r.json()["batch_id"] == bid and r.json()["error"]["code"] == "kafka_unavailable"
+    assert r.headers["location"] == f"/v1/batches/{bid}" and r.headers["retry-after"]
+    assert hx.client.get(f"/v1/batches/{bid}", headers=hx.h()).status_code == 202  # outcome unknown yet
+    assert hx.client.post("/v1/batches", json=batch(1, batch_id=bid), headers=hx.h(hx.keys[1])).status_code == 409
     hx.publisher.mode = "answer"
-    assert hx.client.post("/v1/batches", json=batch(1, batch_id=bid), headers=hx.h(hx.keys[1])).status_code == 200
+    assert hx.client.post("/v1/batches", json=batch(1, batch_id=bid), headers=hx.h()).status_code == 200
 
 
 def test_kafka_not_started_is_503(make_harness: MakeHarness) -> None:
