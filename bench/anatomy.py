@@ -93,21 +93,30 @@ async def hop_latency(driver: Any, settings: Settings, make_batch: Any, n: int, 
         by_batch[bid].setdefault(kind or "?", []).append(r.timestamp)
     hops: dict[str, list[float]] = {k: [] for k in
                                     ("client->request", "request->tasks", "tasks->parts", "parts->result",
-                                     "result->client", "total")}  # fmt: skip
+                                     "request->result (cached at dispatch)", "result->client", "total")}  # fmt: skip
     per_batch: list[dict[str, float]] = []
     for bid, (c_send, c_recv) in sent.items():
         ts = by_batch[bid]
-        if not all(k in ts for k in ("request", "task", "part", "result")):
+        if not all(k in ts for k in ("request", "result")):
             continue
-        req, task, part, result = min(ts["request"]), max(ts["task"]), max(ts["part"]), min(ts["result"])
-        one = {
-            "client->request": req - c_send,
-            "request->tasks": task - req,
-            "tasks->parts": part - task,
-            "parts->result": result - part,
-            "result->client": c_recv - result,
-            "total": c_recv - c_send,
-        }
+        req, result = min(ts["request"]), min(ts["result"])
+        if "task" in ts and "part" in ts:
+            task, part = max(ts["task"]), max(ts["part"])
+            one = {
+                "client->request": req - c_send,
+                "request->tasks": task - req,
+                "tasks->parts": part - task,
+                "parts->result": result - part,
+                "result->client": c_recv - result,
+                "total": c_recv - c_send,
+            }
+        else:  # answered from the cache at dispatch: request -> result directly
+            one = {
+                "client->request": req - c_send,
+                "request->result (cached at dispatch)": result - req,
+                "result->client": c_recv - result,
+                "total": c_recv - c_send,
+            }
         per_batch.append(one)
         for k, v in one.items():
             hops[k].append(v)
