@@ -107,19 +107,23 @@ class BatchAggregator:
         self.timeout_s = timeout_s
         self.ignored_late = 0
         self.ignored_duplicates = 0
+        self._emitted: list[tuple[str, list[str], int, bool]] = []
 
     # -- add ------------------------------------------------------------------------------------
     def add(self, record: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
         """Apply one record; return the BatchResults that became complete (zero or one)."""
         kind = record.get("kind")
         rkey = run_key(str(record["batch_id"]), str(record["run"]))
-        meta = self.store.get(rkey)
-        if meta is None:
-            meta = {"open": None, "chunks": {}, "first_seen": now_ms, "done": False}
+        stored = self.store.get(rkey)
+        if stored is None:
+            meta: dict[str, Any] = {"open": None, "chunks": {}, "first_seen": now_ms, "done": False}
+        else:  # a copy: the store changes only by assignment (a Faust table writes its changelog then)
+            chunks = stored.get("chunks") or {}
+            meta = {**stored, "chunks": dict(chunks) if isinstance(chunks, Mapping) else list(chunks)}
         if meta.get("done"):
             if kind == "expire":
                 if now_ms - meta.get("done_at", 0) >= DONE_RETENTION_MS:
-                    del self.store[rkey]
+                    self._drop(rkey, meta)
             else:
                 self.ignored_late += 1
             return []
@@ -152,13 +156,12 @@ class BatchAggregator:
 
     # -- flush ----------------------------------------------------------------------------------
     def _flush(self, rkey: str, meta: dict[str, Any], now_ms: int, *, timed_out: bool) -> dict[str, Any]:
+        """Build the BatchResult; the run is only marked done by ``finalize``, once it was written."""
         opened = meta["open"]
         by_index: dict[int, dict[str, Any]] = {}
         for chunk in meta["chunks"]:
-            pk = part_key(rkey, chunk)
-            for item in self.store.get(pk) or ():
+            for item in self.store.get(part_key(rkey, chunk)) or ():
                 by_index.setdefault(int(item["index"]), item)
-            self.store.pop(pk, None)
         ids = opened["ids"]
         for index in range(opened["total"]):
             if index not in by_index:
@@ -170,11 +173,26 @@ class BatchAggregator:
             total_time_ms=max(0.0, float(now_ms - opened["received_at"])),
             replay=opened.get("replay"),
         )
-        self.store[rkey] = {"done": True, "done_at": now_ms, "timed_out": timed_out}
+        self._emitted.append((rkey, list(meta["chunks"]), now_ms, timed_out))
         return result
 
+    def finalize(self) -> None:
+        """Mark the runs whose results ``add`` returned as done and drop their parts.
+
+        Call it only after those results are safely written (the sink awaits the broker's ack): a
+        crash before that leaves the parts in place, so the redelivered record emits the same result
+        again (an identical duplicate) instead of the run being done with no result out.
+        The done marker is written before the parts are dropped: a crash in between leaves parts
+        behind (listed in the marker, dropped when it is purged), never a half-emptied open run.
+        """
+        for rkey, chunks, now_ms, timed_out in self._emitted:
+            self.store[rkey] = {"done": True, "done_at": now_ms, "timed_out": timed_out, "chunks": chunks}
+            for chunk in chunks:
+                self.store.pop(part_key(rkey, chunk), None)
+        self._emitted.clear()
+
     def _drop(self, rkey: str, meta: Mapping[str, Any]) -> None:
-        for chunk in meta["chunks"]:
+        for chunk in meta.get("chunks") or ():
             self.store.pop(part_key(rkey, chunk), None)
         self.store.pop(rkey, None)
 

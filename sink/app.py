@@ -58,7 +58,11 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
             expire_sent.pop((str(record["batch_id"]), str(record["run"])), None)
         for result in done:
             stats["emitted"] += 1
-            await results.send(key=result["batch_id"].encode(), value=orjson.dumps(result))
+            # wait for the broker's ack before the run is marked done in the table: a crash in
+            # between redelivers this record and emits the same result again, never none
+            delivered = await results.send(key=result["batch_id"].encode(), value=orjson.dumps(result))
+            await delivered
+        app.aggregator.finalize()
 
     @app.agent(items)
     async def aggregate(stream: faust.StreamT[bytes]) -> None:

@@ -40,6 +40,7 @@ async def run_batch(
     for task in plan.tasks:
         part = await render_task(task, cache=cache, pool=pool)
         done += agg.add(part, received)
+    agg.finalize()
     if not done:  # cannot happen for a well-formed plan; keeps the contract "always a result"
         raise RuntimeError(f"batch {plan.batch_id} did not complete")
     result = done[0]

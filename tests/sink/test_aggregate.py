@@ -22,9 +22,18 @@ def part(chunk: str, indexes: list[int], *, run: str = "0:1", cached: bool = Fal
     }  # fmt: skip
 
 
+class Sink(BatchAggregator):
+    """The aggregator as the sink drives it: every emitted result is written, then finalized."""
+
+    def add(self, record: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:  # type: ignore[override]
+        out = super().add(record, now_ms)
+        self.finalize()
+        return out
+
+
 @pytest.fixture
 def agg() -> BatchAggregator:
-    return BatchAggregator({}, timeout_s=10)
+    return Sink({}, timeout_s=10)
 
 
 def test_emits_once_complete_in_request_order(agg: BatchAggregator) -> None:
@@ -101,3 +110,18 @@ def test_rejected_batch_lists_problems() -> None:
 
 def test_summary_of_empty() -> None:
     assert summarize([], 0)["average_time_ms"] == 0.0
+
+
+def test_a_crash_before_the_result_is_written_emits_it_again() -> None:
+    """``finalize`` only after the write: a redelivered last part re-emits the same result."""
+    agg = BatchAggregator({}, timeout_s=10)
+    agg.add(open_rec(2), 1000)
+    agg.add(part("0", [0]), 1100)
+    [first] = agg.add(part("1", [1]), 1200)
+    # the sink died before the result was acknowledged: finalize() never ran, the record comes again
+    agg = BatchAggregator(dict(agg.store), timeout_s=10)
+    [again] = agg.add(part("1", [1]), 1300)
+    assert again["results"] == first["results"]
+    agg.finalize()
+    assert agg.add(part("1", [1]), 1400) == [] and agg.ignored_late == 1
+    assert not any("|part|" in k for k in agg.store)  # parts dropped once done

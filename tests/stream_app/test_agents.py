@@ -5,6 +5,7 @@ Topic sends are captured by a fake (unit tests only); rendering runs inline inst
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 from unittest.mock import patch
@@ -38,8 +39,11 @@ def settings(tmp_path: Any) -> Settings:
 def sent() -> Iterator[Sent]:
     box = Sent()
 
-    async def fake_send(self: Any, *, key: Any = None, value: Any = None, headers: Any = None, **_: Any) -> None:
+    async def fake_send(self: Any, *, key: Any = None, value: Any = None, headers: Any = None, **_: Any) -> Any:
         box.records.append((self.get_topic_name(), key, value, headers))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)  # like Faust's FutureMessage: awaiting it waits for the broker's ack
+        return acked
 
     with patch("faust.topics.Topic.send", fake_send):
         yield box
@@ -116,6 +120,9 @@ async def test_sink_agent_aggregates_into_one_result(settings: Settings, sent: S
     assert [r["id"] for r in result["results"]] == [None, "x"]
     assert result["summary"]["successful"] == 2
     assert app.bf_stats["bad_records"] == 1  # type: ignore[attr-defined]
+    done = {k: v for k, v in app.aggregator.store.items() if not k.count("|part|")}
+    assert [v["done"] for v in done.values()] == [True]  # finalized once the result was acknowledged
+    assert not any("|part|" in k for k in app.aggregator.store)
 
 
 async def test_dispatch_answers_a_fully_cached_batch_directly(settings: Settings, sent: Sent) -> None:
