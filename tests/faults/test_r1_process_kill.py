@@ -1,0 +1,277 @@
+"""R1: SIGKILL the worker (and its render pool) three times while batches flow; R1b: the same for the sink.
+
+The batches go out in chunks, one chunk per kill plus a last one. Each kill comes as soon as the first
+result of its chunk is out, so the rest of the chunk is in flight (rendering, or parts not yet aggregated).
+The process is started again 0.5 s later and a probe batch (part of the load) is sent at once; recovery =
+SIGKILL to the first record the replacement wrote (the internal items topic for the worker, the results
+topic for the sink).
+The oracle (``checker.expect_batch``) renders every item in-process: results must match it byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from barcodeflow.settings import Settings
+from producer import BatchProducer
+from tests.conftest import running_pipeline
+from tests.faults.checker import ResultsChecker, TopicFollower, expect_batch, item_image_sha
+from tests.faults.conftest import Figures, Scale
+from tests.faults.support import keep_logs, qr_batch
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAILOVER_MARGIN_S = 2.0  # R1c: rendering after the failover must still fit before the deadline
+
+
+def _recover_text(recoveries: list[float]) -> str:
+    return f"max {max(recoveries):.1f} s ({', '.join(f'{r:.1f}' for r in recoveries)})"
+
+
+def _part_duplicates(items: TopicFollower) -> int:
+    """Render parts written more than once (same batch, run, chunk): redelivered tasks after a kill."""
+    seen: Counter[tuple[str, str, str]] = Counter()
+    for r in items.records:
+        if r.value is None:
+            continue
+        doc = orjson.loads(r.value)
+        if doc.get("kind") == "part":
+            seen[(doc["batch_id"], str(doc["run"]), str(doc["chunk"]))] += 1
+    return sum(n - 1 for n in seen.values())
+
+
+async def _kill_scenario(
+    role: str,
+    s: Settings,
+    tmp_path: Path,
+    batches: list[dict],
+    kills: int,
+    keep: list[Any] | None = None,
+    kill_delay: float = 0.0,
+    expect_failure: bool = False,
+) -> tuple[dict, Any, list[float], list[int], int, bool, float]:
+    """Run the chunked kill scenario for ``role`` ("worker" or "sink"); returns the evidence."""
+    tag = batches[0]["batch_id"].rsplit("-", 1)[0]
+    probes = [qr_batch(f"{tag}p", k, 3) for k in range(kills)]
+    expected = await asyncio.to_thread(lambda: {b["batch_id"]: expect_batch(b) for b in batches + probes})
+    ids = list(expected)
+    n_chunk = max(2, len(batches) // (kills + 1))
+    chunks = [batches[i * n_chunk : (i + 1) * n_chunk] for i in range(kills)] + [batches[kills * n_chunk :]]
+    recoveries: list[float] = []
+    in_flight: list[int] = []
+    async with running_pipeline(s, tmp_path) as pipe:
+        other = "sink" if role == "worker" else "worker"
+        other_pid = pipe.procs[other].popen.pid  # type: ignore[union-attr]
+        results = ResultsChecker(s)
+        if keep is not None:
+            keep.append(results)
+        # where the replacement's first output shows: the worker writes the items topic, the sink the results
+        out = TopicFollower(s, s.topics.items, client_id="faults-items") if role == "worker" else results
+        await results.start()
+        if out is not results:
+            await out.start()
+        try:
+            t_start = time.monotonic()
+            async with BatchProducer(s) as prod:
+                for k in range(kills):
+                    chunk_ids = [b["batch_id"] for b in chunks[k]]
+                    for b in chunks[k]:
+                        await prod.send(b)
+                    assert await results.wait_until(lambda c=chunk_ids: results.answered(c) >= 1, 120), pipe.logs()
+                    await asyncio.sleep(kill_delay)
+                    in_flight.append(len(chunk_ids) - results.answered(chunk_ids))
+                    mark = len(out.records)
+                    t_kill_ms = time.time() * 1000
+                    pipe.procs[role].kill()
+                    await asyncio.sleep(0.5)
+                    pipe.add(role, role)
+                    await prod.send(probes[k])
+
+                    def wrote(m: int = mark, t: float = t_kill_ms) -> bool:
+                        return any(r.timestamp_ms > t for r in out.records[m:])
+
+                    assert await out.wait_until(wrote, 120), f"{role} did not recover:\n{pipe.logs()}"
+                    first = min(r.timestamp_ms for r in out.records[mark:] if r.timestamp_ms > t_kill_ms)
+                    recoveries.append((first - t_kill_ms) / 1000)
+                for b in chunks[-1]:
+                    await prod.send(b)
+            complete = await results.wait_for(ids, 240)
+            await results.drain(quiet_s=3.0)
+            elapsed = time.monotonic() - t_start
+            part_dups = _part_duplicates(out) if out is not results else -1
+            other_same = pipe.procs[other].alive() and pipe.procs[other].popen.pid == other_pid  # type: ignore[union-attr]
+        finally:
+            await results.stop()
+            if out is not results:
+                await out.stop()
+    report = results.analyse(expected)
+    if not expect_failure and (not complete or report.lost or report.incomplete or not other_same):
+        print(f"logs of the failed {role} kill scenario kept in {keep_logs(tmp_path, f'r1-{role}')}")
+    return expected, report, recoveries, in_flight, part_dups, complete and other_same, elapsed
+
+
+@pytest.mark.timeout(300)
+async def test_r1_worker_sigkill_loses_nothing(
+    fault_settings: Settings, tmp_path: Path, scale: Scale, figures: Figures
+) -> None:
+    tag = "r1" + uuid.uuid4().hex[:6]
+    batches = [qr_batch(tag, n, scale.r1_items) for n in range(scale.r1_batches)]
+    expected, report, recoveries, in_flight, part_dups, complete, elapsed = await _kill_scenario(
+        "worker", fault_settings, tmp_path, batches, scale.r1_kills
+    )
+    ok = complete and not report.lost and report.visible_duplicates == 0 and not report.incomplete
+    figures.record(
+        "R1 worker SIGKILL",
+        load=f"{len(batches)} batches x {scale.r1_items} QR items + {scale.r1_kills} probe batches, in chunks",
+        faults=f"{scale.r1_kills}x SIGKILL worker + render pool, restart after 0.5 s",
+        lost=len(report.lost),
+        visible_duplicates=report.visible_duplicates,
+        raw_duplicates=report.raw_duplicates,
+        recover_s=_recover_text(recoveries),
+        outcome="pass" if ok else "FAIL",
+        extra={**report.summary(), "redelivered_parts": part_dups, "batches_in_flight_at_kills": in_flight,
+               "elapsed_s": round(elapsed, 1)},
+    )  # fmt: skip
+    assert complete, report.explain()
+    assert all(n > 0 for n in in_flight), f"a kill came after its chunk was done: {in_flight}"
+    assert not report.lost, report.explain()
+    assert not report.incomplete, report.explain()
+    assert report.visible_duplicates == 0, report.explain()
+
+
+@pytest.mark.timeout(240)
+async def test_r1b_sink_sigkill_loses_nothing(
+    fault_settings: Settings, tmp_path: Path, scale: Scale, figures: Figures
+) -> None:
+    """The sink holds the per-batch state (changelog-backed table): kill it mid-aggregation.
+
+    Known defect D6 (RELIABILITY.md), intermittent: a sink killed at the wrong moment comes back with part
+    of its table state missing; items that rendered fine are then reported as ``timeout`` (a second
+    result after a complete one, or the only result when a part was lost). When that happens this test
+    reports it as XFAIL (``pytest.xfail`` at run time: not reproducible on demand, so not a strict marker);
+    a lost batch or any other difference still fails it.
+    """
+    tag = "r1b" + uuid.uuid4().hex[:6]
+    batches = [qr_batch(tag, n, scale.r1_items) for n in range(scale.r1b_batches)]
+    keep: list[ResultsChecker] = []
+    expected, report, recoveries, in_flight, _, complete, elapsed = await _kill_scenario(
+        "sink", fault_settings, tmp_path, batches, scale.r1b_kills, keep=keep
+    )
+    ok = complete and not report.lost and report.visible_duplicates == 0 and not report.incomplete
+    d6 = _d6_batches(keep[0], report, expected)
+    figures.record(
+        "R1b sink SIGKILL",
+        load=f"{len(batches)} batches x {scale.r1_items} QR items + {scale.r1b_kills} probe batches, in chunks",
+        faults=f"{scale.r1b_kills}x SIGKILL sink, restart after 0.5 s",
+        lost=len(report.lost),
+        visible_duplicates=report.visible_duplicates,
+        raw_duplicates=report.raw_duplicates,
+        recover_s=_recover_text(recoveries),
+        outcome="pass" if ok else (f"known defect D6: {len(d6)} batches" if d6 else "FAIL"),
+        extra={**report.summary(), "batches_in_flight_at_kills": in_flight, "elapsed_s": round(elapsed, 1),
+               "d6_batches": d6},
+    )  # fmt: skip
+    assert complete, report.explain()
+    assert all(n > 0 for n in in_flight), f"a kill came after its chunk was done: {in_flight}"
+    assert not report.lost, report.explain()
+    other = [b for b in {*report.visible_duplicate_batches, *(b for b, _ in report.incomplete)} if b not in d6]
+    assert not other, report.explain()
+    if d6:
+        pytest.xfail(f"D6: items that rendered fine reported as timeout after a sink restart: {d6}")
+
+
+def _d6_batches(checker: ResultsChecker, report: Any, expected: dict) -> list[str]:
+    """Batches whose only fault is D6's: items that rendered fine reported as ``timeout`` long before the
+    deadline, in a later record after a complete one or in the only record (a part lost with the sink's
+    state). Anything else (a wrong image, a wrong error code, a missing item without ``timeout``) is not D6."""
+    out = []
+    for b in {*report.visible_duplicate_batches, *(b for b, _ in report.incomplete)}:
+        exp = {e.index: e for e in expected[b].items}
+        d6 = True
+        for r in checker.originals(b):
+            for x in (r.doc or {}).get("results", []):
+                e = exp.get(x.get("index"))
+                if e is None:
+                    d6 = False
+                elif (x.get("error") or {}).get("code") == "timeout":
+                    d6 = d6 and e.success
+                elif bool(x.get("success")) != e.success or (e.success and item_image_sha(x) != e.image_sha):
+                    d6 = False
+        if d6:
+            out.append(b)
+    return sorted(out)
+
+
+@pytest.mark.timeout(180)
+async def test_r1c_worker_sigkill_with_the_default_deadline(
+    fault_settings: Settings, tmp_path: Path, figures: Figures
+) -> None:
+    """R1 with the production deadline (the suite otherwise runs with 120 s, like tests/conftest.py).
+
+    The README's rule: BATCH_TIMEOUT_S must exceed the group's failover time. Found by this suite: with the
+    10 s session timeout every batch in flight at a crash came back with ``timeout`` items (21/21, 26/26);
+    5f884ec lowered the session timeout to 6 s. Checked: nothing lost and the measured failover stays below
+    the default deadline with a margin for rendering; batches answered with ``timeout`` items and visible
+    duplicates are reported (the README allows timeouts here), not asserted.
+    """
+    s = fault_settings.with_(batch_timeout_s=Settings().batch_timeout_s)
+    tag = "r1c" + uuid.uuid4().hex[:6]
+    # heavy items (PNG 2000 px, ~500 characters) keep ~20 batches in flight at the kill, which comes 0.5 s after
+    # the first result: each of them is >= 0.5 s into its deadline when the failover starts
+    batches = [
+        {
+            "batch_id": f"{tag}-{n:05d}",
+            "barcodes": [
+                {
+                    "id": f"{n}-{i}",
+                    "barcode_type": "qr",
+                    "data": f"{tag}/{n}/{i}/" + "x" * 500,
+                    "format": "png",
+                    "options": {"width": 2000, "height": 2000},
+                }
+                for i in range(10)
+            ],
+        }  # fmt: skip
+        for n in range(60)
+    ]
+    checker: list[ResultsChecker] = []
+    expected, report, recoveries, in_flight, _, complete, _ = await _kill_scenario(
+        "worker", s, tmp_path, batches, 1, keep=checker, kill_delay=0.5, expect_failure=True
+    )
+    # any record with a timeout item counts, not only the winning one: a consumer may have acted on it
+    timed_out = sorted(
+        {
+            r.batch_id
+            for recs in checker[0].by_batch.values()
+            for r in recs
+            if any((x.get("error") or {}).get("code") == "timeout" for x in (r.doc or {}).get("results", []))
+        }
+    )
+    figures.record(
+        "R1c worker SIGKILL, default deadline",
+        load=f"{len(batches)} batches x 10 QR PNG 2000 px, BATCH_TIMEOUT_S={s.batch_timeout_s:g}",
+        faults="1x SIGKILL worker, restart after 0.5 s",
+        lost=len(report.lost),
+        visible_duplicates=report.visible_duplicates,
+        raw_duplicates=report.raw_duplicates,
+        recover_s=_recover_text(recoveries),
+        outcome=(
+            f"pass; {len(timed_out)} batches answered with timeout items"
+            if max(recoveries) < s.batch_timeout_s - FAILOVER_MARGIN_S
+            else "FAIL: failover >= deadline"
+        ),  # fmt: skip
+        extra={**report.summary(), "batches_in_flight_at_kills": in_flight, "timed_out_batches": len(timed_out)},
+    )
+    deadline = s.batch_timeout_s
+    assert complete and not report.lost, report.explain()
+    assert max(recoveries) < deadline - FAILOVER_MARGIN_S, (
+        f"failover {max(recoveries):.1f} s leaves less than {FAILOVER_MARGIN_S} s of the {deadline:g} s deadline"
+    )
