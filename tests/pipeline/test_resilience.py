@@ -24,16 +24,11 @@ def qr_batch(tag: str, n: int, size: int = 20) -> dict:
                                                    for i in range(size)]}  # fmt: skip
 
 
-async def test_worker_killed_mid_batch_loses_nothing(isolated_settings: Settings, tmp_path: Path) -> None:
-    """SIGKILL (worker and its render pool) while batches flow, restart: every batch completes.
-
-    The render agent acknowledges tasks only after their parts are produced (concurrency 1 with
-    ``take_events``, see faust-streaming #606), so the killed worker's uncommitted tasks are
-    redelivered to the restarted one; the sink ignores any part it already has.
-    """
+async def kill_mid_flow(role: str, settings: Settings, workdir: Path, n_batches: int) -> tuple[int, list[dict]]:
+    """Send ``n_batches`` of 20 QR codes, SIGKILL ``role`` once a few results are out, restart it one
+    second later; returns how many results were out before the kill and all the results."""
     tag = uuid.uuid4().hex[:8]
-    n_batches = 40
-    async with running_pipeline(isolated_settings, tmp_path) as pipe:
+    async with running_pipeline(settings, workdir) as pipe:
         listener = ResultListener(pipe.settings)
         await listener.start()
         try:
@@ -41,22 +36,36 @@ async def test_worker_killed_mid_batch_loses_nothing(isolated_settings: Settings
             async with BatchProducer(pipe.settings) as prod:
                 for n in range(n_batches):
                     await prod.send(qr_batch(tag, n))
-                # kill once a few results are out, i.e. in the middle of the flow
                 deadline = time.monotonic() + 60
                 while sum(f.done() for f in futs.values()) < 3 and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
                 done_before_kill = sum(f.done() for f in futs.values())
-                pipe.procs["worker"].kill()
+                pipe.procs[role].kill()
                 await asyncio.sleep(1)
-                pipe.add("worker", "worker")
+                pipe.add(role, role)
             results = await asyncio.wait_for(asyncio.gather(*futs.values()), 240)
         finally:
             await listener.stop()
     assert done_before_kill < n_batches, "the kill came too late to test anything"
+    return done_before_kill, list(results)
+
+
+def assert_all_complete(results: list[dict], n_batches: int) -> None:
     assert len(results) == n_batches
     for r in results:
         assert r["summary"]["total"] == 20
         assert r["summary"]["successful"] == 20, [x.get("error") for x in r["results"] if not x["success"]]
+
+
+async def test_worker_killed_mid_batch_loses_nothing(isolated_settings: Settings, tmp_path: Path) -> None:
+    """SIGKILL (worker and its render pool) while batches flow, restart: every batch completes.
+
+    The render agent acknowledges tasks only after their parts are produced (concurrency 1 with
+    ``take_events``, see faust-streaming #606), so the killed worker's uncommitted tasks are
+    redelivered to the restarted one; the sink ignores any part it already has.
+    """
+    _, results = await kill_mid_flow("worker", isolated_settings, tmp_path, 40)
+    assert_all_complete(results, 40)
 
 
 async def test_redis_outage_does_not_fail_or_stall_batches(isolated_settings: Settings, tmp_path: Path) -> None:
@@ -115,26 +124,5 @@ async def test_redis_outage_does_not_fail_or_stall_batches(isolated_settings: Se
 async def test_sink_killed_mid_batch_recovers_its_table(isolated_settings: Settings, tmp_path: Path) -> None:
     """SIGKILL the sink while parts are arriving, restart it: the changelog-backed table is recovered
     and every batch is emitted once complete (parts seen before the kill are not lost)."""
-    tag = uuid.uuid4().hex[:8]
-    n_batches = 30
-    async with running_pipeline(isolated_settings, tmp_path) as pipe:
-        listener = ResultListener(pipe.settings)
-        await listener.start()
-        try:
-            futs = {f"{tag}-{n}": listener.expect(f"{tag}-{n}") for n in range(n_batches)}
-            async with BatchProducer(pipe.settings) as prod:
-                for n in range(n_batches):
-                    await prod.send(qr_batch(tag, n))
-                deadline = time.monotonic() + 60
-                while sum(f.done() for f in futs.values()) < 2 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                pipe.procs["sink"].kill()
-                done_before_kill = sum(f.done() for f in futs.values())
-                await asyncio.sleep(1)
-                pipe.add("sink", "sink")
-            results = await asyncio.wait_for(asyncio.gather(*futs.values()), 240)
-        finally:
-            await listener.stop()
-    assert done_before_kill < n_batches, "the kill came too late to test anything"
-    for r in results:
-        assert r["summary"]["successful"] == 20, [x.get("error") for x in r["results"] if not x["success"]]
+    _, results = await kill_mid_flow("sink", isolated_settings, tmp_path, 30)
+    assert_all_complete(results, 30)
