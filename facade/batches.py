@@ -60,8 +60,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-
-
 def validate_batch(doc: Any, max_batch_size: int) -> BatchRequest:
     """``parse_batch``; its work and problem list are bounded for oversized batches."""
     return parse_batch(doc, max_batch_size=max_batch_size)

@@ -74,9 +74,7 @@ class ImageService:
             raise ApiError(503, FacadeCode.RENDER_UNAVAILABLE, "renderer busy; try again", headers={"Retry-After": "1"})
         self._inflight += 1
         try:
-            [outcome] = await asyncio.wait_for(
-                self.pool.run([spec.to_dict()]), self.config.render_timeout_s
-            )
+            [outcome] = await asyncio.wait_for(self.pool.run([spec.to_dict()]), self.config.render_timeout_s)
         except TimeoutError:
             raise ApiError(
                 503,

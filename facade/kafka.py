@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from barcodeflow.aio import cancel_and_wait
 from barcodeflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,8 @@ class Component:
             return
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.instance is not None:
             try:
                 await self.instance.stop()

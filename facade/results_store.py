@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from barcodeflow.aio import cancel_and_wait
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
 from facade.redis_guard import RedisGuard, RedisUnavailable
@@ -118,11 +119,8 @@ class ResultsStore:
             self._writer = asyncio.create_task(self._write_loop(), name="results-writer")
 
     async def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        await cancel_and_wait(self._writer)
+        self._writer = None
         for t in list(self._tasks):
             t.cancel()
 

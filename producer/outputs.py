@@ -39,9 +39,7 @@ def safe_name(raw: str) -> str:
     return name
 
 
-def image_files(
-    result: dict[str, Any], *, index_offset: int = 0
-) -> tuple[list[tuple[str, bytes]], list[str]]:
+def image_files(result: dict[str, Any], *, index_offset: int = 0) -> tuple[list[tuple[str, bytes]], list[str]]:
     """``(file name, content)`` of every image in a BatchResult, and the problems met (bad base64).
 
     Items without an id are named after their index (plus ``index_offset``: the position of the

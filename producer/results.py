@@ -7,7 +7,6 @@ It reads every partition without a consumer group, so every process (every facad
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from barcodeflow.aio import cancel_and_wait
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable
 from producer.kafka_config import consumer_config
@@ -60,11 +60,8 @@ class ResultListener:
             await self._consumer.position(tp)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._consumer.stop()
         for futs in self._waiters.values():
             for fut in futs:
