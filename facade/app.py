@@ -189,8 +189,8 @@ def create_app(
             image_service.close()
             if owns_redis:
                 try:
-                    await redis.aclose()
-                except Exception as exc:  # shutting down anyway
+                    await asyncio.wait_for(redis.aclose(), 5)
+                except Exception as exc:  # shutting down anyway (TimeoutError included)
                     log.debug("closing redis: %r", exc)
 
     app = FastAPI(
