@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,6 +15,7 @@ from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from barcodeflow.stack import ManagedProcess, StackPaths, kafka_metadata
 from barcodeflow.stack.procs import read_pid_file
+from tests.faults.support import PrivateKafka
 
 pytestmark = pytest.mark.integration
 
@@ -135,15 +137,22 @@ async def test_topics_are_not_auto_created(
 
 
 @pytest.mark.slow
-async def test_broker_survives_sigkill(
-    kafka_service: ManagedProcess | None, kafka_bootstrap: str, stack_root
-) -> None:
-    """SIGKILL the broker, restart it on the same data dir, and read back what was written before."""
-    if kafka_service is None or kafka_service.pid is None:
-        pytest.skip("the broker is not a local process of this stack")
-    rec = read_pid_file(StackPaths(stack_root).pid_file("kafka"))
-    if kafka_service.reused and (rec is None or rec.pid != kafka_service.pid):
-        pytest.skip("the broker on this port was not started by barcodeflow.stack: not killing it")
+async def test_broker_survives_sigkill(tmp_path: Path) -> None:
+    """SIGKILL a broker, restart it on the same data dir, and read back what was written before.
+
+    A private broker (own ports and data dir, the stack's jars): killing the shared one would pull the
+    rug from under every other test using it."""
+    broker = await asyncio.to_thread(PrivateKafka(tmp_path).start)
+    try:
+        await _written_before_sigkill_survives(broker)
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def _written_before_sigkill_survives(broker: PrivateKafka) -> None:
+    kafka_bootstrap = broker.bootstrap
+    kafka_service = broker.proc
+    assert kafka_service is not None and kafka_service.pid is not None
     topic = _topic("sigkill")
     admin = await _admin(kafka_bootstrap)
     try:
@@ -164,7 +173,7 @@ async def test_broker_survives_sigkill(
     assert not kafka_service.alive()
     await asyncio.to_thread(kafka_service.restart, 120.0)
     assert kafka_service.alive() and kafka_service.pid != old_pid
-    rec = read_pid_file(StackPaths(stack_root).pid_file("kafka"))
+    rec = read_pid_file(StackPaths(broker.root).pid_file("kafka"))
     assert rec is not None and rec.pid == kafka_service.pid  # `python -m barcodeflow.stack stop` finds it
 
     consumer = AIOKafkaConsumer(
