@@ -53,6 +53,7 @@ class Settings:
     cache_default_ttl: int = 3600
     cache_timeout_ms: int = 100
     batch_timeout_s: float = 10.0
+    stall_reread_s: float = 20.0
     max_batch_size: int = 100
     max_message_bytes: int = 16 * 1024 * 1024
     compression: str = "zstd"
@@ -87,6 +88,7 @@ class Settings:
         "CACHE_DEFAULT_TTL": ("cache_default_ttl", int),
         "CACHE_TIMEOUT_MS": ("cache_timeout_ms", int),
         "BATCH_TIMEOUT_S": ("batch_timeout_s", float),
+        "STALL_REREAD_S": ("stall_reread_s", float),
         "MAX_BATCH_SIZE": ("max_batch_size", int),
         "MAX_MESSAGE_BYTES": ("max_message_bytes", int),
         "KAFKA_COMPRESSION": ("compression", str),

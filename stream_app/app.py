@@ -31,6 +31,7 @@ from stream_app.cache import TwoLevelCache, redis_client
 from stream_app.faust_config import faust_config
 from stream_app.pipeline import cached_result, failed_part, plan_batch, render_task
 from stream_app.pool import RenderPool
+from stream_app.stall import watch_for_stalls
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     items = app.topic(t.items, partitions=settings.topic_partitions)
     results = app.topic(t.results, partitions=settings.topic_partitions)
     dlq = app.topic(t.dlq, partitions=settings.topic_partitions)
+    stall_watch = watch_for_stalls(app, [t.requests, t.tasks], after_s=settings.stall_reread_s)
+    app.stall_watch = stall_watch  # type: ignore[attr-defined]
     stats = {"dispatched": 0, "answered_from_cache": 0, "dead_lettered": 0, "tasks": 0, "task_failures": 0}
     app.bf_stats = stats  # type: ignore[attr-defined]
 

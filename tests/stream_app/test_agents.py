@@ -125,6 +125,40 @@ async def test_sink_agent_aggregates_into_one_result(settings: Settings, sent: S
     assert not any("|part|" in k for k in app.aggregator.store)
 
 
+async def test_sink_table_tracks_its_changelog_writes_until_acknowledged(settings: Settings, sent: Sent) -> None:
+    app = create_sink_app(settings)
+    app.finalize()
+    opened = {"kind": "open", "batch_id": "b2", "run": "0:1", "total": 1, "ids": [None],
+              "received_at": 0, "deadline": 10**15, "replay": None}  # fmt: skip
+    async with app.agents["sink.app.aggregate"].test_context() as agent:
+        await agent.put(orjson.dumps(opened), key=b"b2")
+    # no producer runs in the test context: the write is still waiting for the broker
+    [write] = app.table.unacked
+    assert write.message.key == b'"b2|0:1"'  # JSON-serialised table key
+    write.set_result(None)  # the broker's ack
+    await asyncio.sleep(0)
+    assert app.table.unacked == set()
+
+
+async def test_sink_commit_waits_for_unacknowledged_changelog_writes(settings: Settings) -> None:
+    """Faust awaits ``producer.flush()`` right before committing offsets (RELIABILITY.md D6)."""
+    app = create_sink_app(settings)
+    app.finalize()
+    write: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    app.table.unacked.add(write)  # type: ignore[arg-type]
+    flush = asyncio.ensure_future(app.producer.flush())
+    await asyncio.sleep(0.3)
+    assert not flush.done()
+    write.set_result(None)
+    await asyncio.wait_for(flush, 5)
+
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(OSError("broker gone"))
+    app.table.unacked.add(failed)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="broker gone"):  # the commit does not happen
+        await app.producer.flush()
+
+
 async def test_dispatch_answers_a_fully_cached_batch_directly(settings: Settings, sent: Sent) -> None:
     app = create_worker_app(settings)
     app.pool = InlinePool()  # type: ignore[assignment]

@@ -1,0 +1,102 @@
+"""A watchdog for source partitions that stopped moving, and its Faust timer.
+
+After a consumer-group rebalance Faust can drop records it has already fetched: they never reach the
+agent, the consumer's position is past them, and since Faust commits only up to the first offset not
+acknowledged, the committed offset of that partition stops for good (RELIABILITY.md, D6). Nothing is
+lost on the broker: seeking back to the committed offset delivers the records again. The worker and
+the sink both process records idempotently (a part already aggregated, a task already rendered, a
+run already opened are recognised), so a re-read costs time, never correctness.
+
+``StallWatch`` is the pure decision; ``watch_for_stalls`` installs it as a Faust timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+
+
+class StallWatch(Generic[K]):
+    """Partitions whose records are waiting (end offset beyond the committed offset) while neither the
+    committed offset nor the record in processing has changed for ``after_s`` seconds.
+
+    A record taken for processing but never acknowledged also stops the commit (Faust commits up to the
+    first unacknowledged offset); it counts as stuck too once it stayed the same for ``after_s``. A
+    record legitimately processed that long (a sink retrying a write to an unavailable broker) is read
+    and processed again: a duplicate, never a loss.
+    """
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self._since: dict[K, tuple[tuple[int | None, int | None], float]] = {}
+        self.stalls = 0
+
+    def reset(self) -> None:
+        self._since.clear()
+
+    def check(self, now: float, positions: Mapping[K, tuple[int | None, int | None, int | None]]) -> list[K]:
+        """``positions``: partition → (committed offset, end offset, lowest offset in processing or None)."""
+        stuck: list[K] = []
+        for tp, (committed, end, in_processing) in positions.items():
+            waiting = end is not None and end > (committed or 0)
+            state = (committed, in_processing)
+            seen = self._since.get(tp)
+            if not waiting or seen is None or seen[0] != state:
+                self._since[tp] = (state, now)
+            elif now - seen[1] >= self.after_s:
+                stuck.append(tp)
+                self._since[tp] = (state, now)  # give the re-read as long again
+        for tp in [tp for tp in self._since if tp not in positions]:
+            del self._since[tp]
+        self.stalls += len(stuck)
+        return stuck
+
+
+def watch_for_stalls(app: Any, topics: Iterable[str], *, after_s: float, interval_s: float = 2.0) -> StallWatch[Any]:
+    """Install a timer on the Faust ``app`` that re-reads its stalled partitions of ``topics`` from their
+    committed offsets. Returns the watch (its ``stalls`` counts the re-reads)."""
+    watch: StallWatch[Any] = StallWatch(after_s)
+    names = set(topics)
+
+    async def stall_watch() -> None:
+        try:
+            await look(app.consumer)
+        except Exception as exc:  # noqa: BLE001 - an exception escaping a Faust timer crashes the app
+            log.warning("stall watch: %r (broker unavailable?); trying again", exc)
+            watch.reset()
+
+    async def look(consumer: Any) -> None:
+        if app.rebalancing or app.in_recovery or not consumer.flow_active:
+            watch.reset()
+            return
+        tps = [tp for tp in consumer.assignment() if tp.topic in names]
+        if not tps:
+            return
+        ends = await consumer.highwaters(*tps)
+        committed = consumer._committed_offset  # noqa: SLF001 - Faust has no public accessor
+        in_processing: dict[Any, int] = {}
+        for m in consumer.unacked:  # a record redelivered by a re-read leaves its stale copy here
+            if m.offset >= (committed.get(m.tp) or 0) and m.offset < in_processing.get(m.tp, m.offset + 1):
+                in_processing[m.tp] = m.offset
+        positions = {tp: (committed.get(tp), ends.get(tp), in_processing.get(tp)) for tp in tps}
+        stuck = watch.check(time.monotonic(), positions)
+        if stuck:
+            log.warning(
+                "partitions stalled %.0f s with records waiting: %s; seeking back to the committed offsets",
+                after_s,
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}] committed {positions[tp][0]}, end {positions[tp][1]}, "
+                    f"in processing {positions[tp][2]}"
+                    for tp in stuck
+                ),  # fmt: skip
+            )
+            await consumer.perform_seek()
+
+    app.timer(interval_s, name=f"{app.conf.id}.stall_watch")(stall_watch)
+    return watch
