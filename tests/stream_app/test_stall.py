@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from stream_app.stall import StallWatch
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import pytest
+
+from stream_app.stall import StallWatch, watch_for_stalls
 
 
 def test_a_partition_with_records_waiting_and_no_progress_is_stuck_after_the_delay() -> None:
@@ -51,3 +57,86 @@ def test_unassigned_partitions_are_forgotten_and_reset_clears_all() -> None:
     assert w.check(6, {"a": (1, 9, None), "b": (1, 9, None)}) == ["a"]  # b starts over
     w.reset()  # e.g. a rebalance
     assert w.check(20, {"a": (1, 9, None)}) == []
+
+
+class FakeTP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class FakeMessage(NamedTuple):
+    tp: FakeTP
+    offset: int
+
+
+class FakeConsumer:
+    """What ``watch_for_stalls`` reads of Faust's consumer (unit test only)."""
+
+    def __init__(self) -> None:
+        self.flow_active = True
+        self.tps = [FakeTP("items", 0), FakeTP("items", 1), FakeTP("other", 0)]
+        self.ends = {tp: 40 for tp in self.tps}
+        self._committed_offset = {tp: 10 for tp in self.tps}
+        self.unacked: set[Any] = set()
+        self.seeks = 0
+        self.fail: Exception | None = None
+
+    def assignment(self) -> list[FakeTP]:
+        return self.tps
+
+    async def highwaters(self, *tps: FakeTP) -> dict[FakeTP, int]:
+        if self.fail:
+            raise self.fail
+        return {tp: self.ends[tp] for tp in tps}
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.consumer = FakeConsumer()
+        self.rebalancing = False
+        self.in_recovery = False
+        self.conf = SimpleNamespace(id="bf-test")
+        self.timers: list[Callable[[], Awaitable[None]]] = []
+
+    def timer(self, interval: float, name: str) -> Callable[[Any], Any]:
+        def register(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            self.timers.append(fn)
+            return fn
+
+        return register
+
+
+async def test_the_timer_seeks_back_once_a_watched_partition_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = FakeApp()
+    watch = watch_for_stalls(app, ["items"], after_s=10)
+    [tick] = app.timers
+    clock = [0.0]
+    monkeypatch.setattr("stream_app.stall.time.monotonic", lambda: clock[0])
+    c = app.consumer
+    items1 = FakeTP("items", 1)
+    c.unacked = {FakeMessage(items1, 10)}  # taken, never acknowledged
+    for t in (0, 5, 9.9):
+        clock[0] = t
+        await tick()
+    assert c.seeks == 0
+    clock[0] = 10
+    await tick()
+    assert c.seeks == 1 and watch.stalls == 2  # both items partitions; "other" is not watched
+
+    # a rebalance resets the clocks; a failing broker call is logged, never raised (it would crash the app)
+    app.rebalancing = True
+    clock[0] = 30
+    await tick()
+    app.rebalancing = False
+    c.fail = OSError("broker gone")
+    await tick()
+    c.fail = None
+    clock[0] = 35
+    await tick()
+    assert c.seeks == 1
+    clock[0] = 45
+    await tick()
+    assert c.seeks == 2
