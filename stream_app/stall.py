@@ -96,6 +96,7 @@ def watch_for_stalls(app: Any, topics: Iterable[str], *, after_s: float, interva
                     for tp in stuck
                 ),  # fmt: skip
             )
+            consumer.resume_partitions(stuck)  # in case Faust left them paused (a no-op otherwise)
             await consumer.perform_seek()
 
     app.timer(interval_s, name=f"{app.conf.id}.stall_watch")(stall_watch)

@@ -79,6 +79,7 @@ class FakeConsumer:
         self._committed_offset = {tp: 10 for tp in self.tps}
         self.unacked: set[Any] = set()
         self.seeks = 0
+        self.resumed: list[FakeTP] = []
         self.fail: Exception | None = None
 
     def assignment(self) -> list[FakeTP]:
@@ -91,6 +92,9 @@ class FakeConsumer:
 
     async def perform_seek(self) -> None:
         self.seeks += 1
+
+    def resume_partitions(self, tps: list[FakeTP]) -> None:
+        self.resumed.extend(tps)
 
 
 class FakeApp:
@@ -125,6 +129,7 @@ async def test_the_timer_seeks_back_once_a_watched_partition_stalls(monkeypatch:
     clock[0] = 10
     await tick()
     assert c.seeks == 1 and watch.stalls == 2  # both items partitions; "other" is not watched
+    assert sorted(c.resumed) == [FakeTP("items", 0), items1]
 
     # a rebalance resets the clocks; a failing broker call is logged, never raised (it would crash the app)
     app.rebalancing = True
