@@ -65,6 +65,15 @@ class FacadeState:
         task.add_done_callback(self.background.discard)
 
 
+async def _bounded(what: str, step: Awaitable[Any], timeout: float) -> None:
+    try:
+        await asyncio.wait_for(step, timeout)
+    except TimeoutError:
+        log.warning("shutdown: %s took longer than %.0f s; going on", what, timeout)
+    except Exception as exc:  # shutting down anyway: log, do not mask the other steps
+        log.warning("shutdown: %s: %r", what, exc)
+
+
 def _redis_client(settings: Settings, timeout: float) -> Any:
     from redis.asyncio import Redis
 
@@ -183,15 +192,13 @@ def create_app(
         finally:
             if state.background:  # cache-answered batches still being published: give them a moment
                 await asyncio.wait(state.background, timeout=5)
-            await pub.stop()
-            await lis.stop()
-            await results.stop()
+            # every step bounded: a shutdown that hangs keeps a replica from being replaced
+            await _bounded("stopping the Kafka producer", pub.stop(), cfg.shutdown_step_s)
+            await _bounded("stopping the result listener", lis.stop(), cfg.shutdown_step_s)
+            await _bounded("stopping the results writer", results.stop(), cfg.shutdown_step_s)
             image_service.close()
             if owns_redis:
-                try:
-                    await asyncio.wait_for(redis.aclose(), 5)
-                except Exception as exc:  # shutting down anyway (TimeoutError included)
-                    log.debug("closing redis: %r", exc)
+                await _bounded("closing the Redis client", redis.aclose(), cfg.shutdown_step_s)
 
     app = FastAPI(
         title="barcodeflow",

@@ -27,6 +27,8 @@ class FacadeConfig:
     kafka_startup_wait_s: float = 10.0
     kafka_start_timeout_s: float = 20.0
     kafka_retry_interval_s: float = 2.0
+    # Shutdown: each step (producer, listener, results writer, Redis client) is given at most this long.
+    shutdown_step_s: float = 10.0
     # Redis: every call is bounded; after a failure Redis is skipped for ``redis_cooldown_s``.
     redis_timeout_s: float = 0.5
     redis_cooldown_s: float = 2.0

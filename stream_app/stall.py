@@ -24,7 +24,10 @@ K = TypeVar("K", bound=Hashable)
 
 class StallWatch(Generic[K]):
     """Partitions whose records are waiting (end offset beyond the committed offset) while neither the
-    committed offset nor the record in processing has changed for ``after_s`` seconds.
+    committed offset nor the record in processing has changed for ``after_s`` seconds, or for
+    ``idle_after_s`` when the whole app was idle meanwhile (nothing in processing, no commit anywhere:
+    the state a restarted consumer that stopped delivering is in; a busy app always has a record in
+    processing or a commit moving).
 
     A record taken for processing but never acknowledged also stops the commit (Faust commits up to the
     first unacknowledged offset); it counts as stuck too once it stayed the same for ``after_s``. A
@@ -32,16 +35,27 @@ class StallWatch(Generic[K]):
     and processed again: a duplicate, never a loss.
     """
 
-    def __init__(self, after_s: float) -> None:
+    def __init__(self, after_s: float, idle_after_s: float | None = None) -> None:
         self.after_s = after_s
+        self.idle_after_s = min(after_s, idle_after_s if idle_after_s is not None else after_s)
         self._since: dict[K, tuple[tuple[int | None, int | None], float]] = {}
+        self._active_at: float | None = None
         self.stalls = 0
 
     def reset(self) -> None:
         self._since.clear()
+        self._active_at = None
 
     def check(self, now: float, positions: Mapping[K, tuple[int | None, int | None, int | None]]) -> list[K]:
         """``positions``: partition → (committed offset, end offset, lowest offset in processing or None)."""
+        active = self._active_at is None
+        for tp, (committed, _, in_processing) in positions.items():
+            seen = self._since.get(tp)
+            if in_processing is not None or (seen is not None and seen[0][0] != committed):
+                active = True
+        if active:
+            self._active_at = now
+        idle_s = now - (self._active_at if self._active_at is not None else now)
         stuck: list[K] = []
         for tp, (committed, end, in_processing) in positions.items():
             waiting = end is not None and end > (committed or 0)
@@ -49,19 +63,25 @@ class StallWatch(Generic[K]):
             seen = self._since.get(tp)
             if not waiting or seen is None or seen[0] != state:
                 self._since[tp] = (state, now)
-            elif now - seen[1] >= self.after_s:
+                continue
+            unchanged_s = now - seen[1]
+            if unchanged_s >= self.after_s or min(unchanged_s, idle_s) >= self.idle_after_s:
                 stuck.append(tp)
                 self._since[tp] = (state, now)  # give the re-read as long again
+        if stuck:
+            self._active_at = now
         for tp in [tp for tp in self._since if tp not in positions]:
             del self._since[tp]
         self.stalls += len(stuck)
         return stuck
 
 
-def watch_for_stalls(app: Any, topics: Iterable[str], *, after_s: float, interval_s: float = 2.0) -> StallWatch[Any]:
+def watch_for_stalls(
+    app: Any, topics: Iterable[str], *, after_s: float, idle_after_s: float = 5.0, interval_s: float = 1.0
+) -> StallWatch[Any]:
     """Install a timer on the Faust ``app`` that re-reads its stalled partitions of ``topics`` from their
     committed offsets. Returns the watch (its ``stalls`` counts the re-reads)."""
-    watch: StallWatch[Any] = StallWatch(after_s)
+    watch: StallWatch[Any] = StallWatch(after_s, idle_after_s)
     names = set(topics)
 
     async def stall_watch() -> None:
@@ -88,8 +108,7 @@ def watch_for_stalls(app: Any, topics: Iterable[str], *, after_s: float, interva
         stuck = watch.check(time.monotonic(), positions)
         if stuck:
             log.warning(
-                "partitions stalled %.0f s with records waiting: %s; seeking back to the committed offsets",
-                after_s,
+                "partitions stalled with records waiting: %s; seeking back to the committed offsets",
                 ", ".join(
                     f"{tp.topic}[{tp.partition}] committed {positions[tp][0]}, end {positions[tp][1]}, "
                     f"in processing {positions[tp][2]}"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 import pytest
 
 from tests.facade.conftest import Harness, MakeHarness, batch, redis_available
+from tests.facade.fakes import FakeListener, FakePublisher
 
 
 def test_healthz(harness: Harness) -> None:
@@ -141,3 +146,20 @@ def test_openapi_documents_the_strict_request_and_the_key(harness: Harness) -> N
         for op in ops.values():
             assert bool(op.get("security")) == path.startswith("/v1"), path
     assert harness.client.get("/docs").status_code == 200
+
+
+class HangingPublisher(FakePublisher):
+    async def stop(self) -> None:
+        await asyncio.Event().wait()  # a Kafka client that never finishes stopping
+
+
+def test_shutdown_is_bounded_when_a_client_hangs(make_harness: MakeHarness, caplog: pytest.LogCaptureFixture) -> None:
+    lis = FakeListener()
+    hx = make_harness(listener=lis, publisher=HangingPublisher(lis), config={"shutdown_step_s": 0.3})
+    assert hx.client.get("/healthz").status_code == 200
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="facade.app"):
+        hx.client.__exit__(None, None, None)
+    assert time.monotonic() - t0 < 5
+    assert "stopping the Kafka producer took longer" in caplog.text
+    assert not lis.started  # the steps after the hanging one still ran

@@ -44,6 +44,22 @@ def test_a_record_taken_but_never_acknowledged_is_stuck_too() -> None:
     assert w.check(10, {"p": (11, 44, 11)}) == ["p"]
 
 
+def test_an_idle_app_with_records_waiting_is_stuck_sooner() -> None:
+    """A restarted consumer that delivers nothing: no record in processing, no commit anywhere."""
+    w: StallWatch[str] = StallWatch(after_s=20, idle_after_s=5)
+    w.check(0, {"a": (10, 55, None), "b": (10, 44, None), "done": (7, 7, None)})
+    assert w.check(4, {"a": (10, 55, None), "b": (10, 44, None), "done": (7, 7, None)}) == []
+    assert w.check(5, {"a": (10, 55, None), "b": (10, 44, None), "done": (7, 7, None)}) == ["a", "b"]
+
+
+def test_a_busy_app_gets_the_long_delay() -> None:
+    w: StallWatch[str] = StallWatch(after_s=20, idle_after_s=5)
+    w.check(0, {"gap": (10, 55, None), "busy": (3, 90, 3), "moving": (1, 90, None)})
+    for t in range(1, 20):  # another partition's record in processing, another's commit moving
+        assert w.check(t, {"gap": (10, 55, None), "busy": (3, 90, 3 + t), "moving": (1 + t, 90, None)}) == []
+    assert w.check(20, {"gap": (10, 55, None), "busy": (3, 90, 23), "moving": (21, 90, None)}) == ["gap"]
+
+
 def test_never_committed_partition_with_records_counts_from_zero() -> None:
     w = StallWatch(after_s=5)
     w.check(0, {"p": (None, 3, None)})
