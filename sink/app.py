@@ -26,12 +26,14 @@ from faust.types import FutureMessage
 
 from barcodeflow.settings import Settings
 from sink.aggregate import BatchAggregator
+from sink.offsets import OffsetMarks
 from stream_app.faust_config import faust_config
 from stream_app.stall import watch_for_stalls
 
 log = logging.getLogger(__name__)
 
 EXPIRE_RESEND_MS = 5_000
+REREAD_REPEAT_S = 2.0  # records fetched before a seek back keep arriving for a moment: one seek per gap
 CHANGELOG_ACK_TIMEOUT_S = 60.0  # no broker ack for a table write this long: crash, let the restart redo it
 
 
@@ -44,6 +46,7 @@ class SinkApp(faust.App):
     also waits until the broker acknowledged every changelog write of the table made so far."""
 
     aggregator: BatchAggregator
+    offsets: OffsetMarks
     table: TrackedTable
 
     def _new_producer(self) -> Any:
@@ -95,7 +98,8 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
     stall_watch = watch_for_stalls(app, [t.items], after_s=settings.stall_reread_s)
     app.stall_watch = stall_watch  # type: ignore[attr-defined]
     expire_sent: dict[tuple[str, str], int] = {}
-    stats = {"emitted": 0, "bad_records": 0}
+    app.offsets = OffsetMarks(table)
+    stats = {"emitted": 0, "bad_records": 0, "duplicates": 0, "rereads": 0}
     app.bf_stats = stats  # type: ignore[attr-defined]
 
     async def write_result(result: dict[str, Any]) -> None:
@@ -129,13 +133,37 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
             stats["emitted"] += 1
         app.aggregator.finalize()
 
+    last_reread: dict[Any, tuple[int, float]] = {}
+
+    async def read_again(event: faust.EventT, expected: int) -> None:
+        """Records ``expected``..offset-1 were never processed here: seek back (once per gap)."""
+        tp, offset = event.message.tp, event.message.offset
+        target, at = last_reread.get(tp, (-1, 0.0))
+        if target == expected and time.monotonic() - at < REREAD_REPEAT_S:
+            return  # already seeking back; records fetched before the seek are still arriving
+        last_reread[tp] = (expected, time.monotonic())
+        stats["rereads"] += 1
+        log.warning("sink: %s[%s] delivered offset %s but %s..%s were never processed here; reading again from %s",
+                    tp.topic, tp.partition, offset, expected, offset - 1, expected)  # fmt: skip
+        await app.consumer.seek(tp, expected)
+
     @app.agent(items)
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            msg = event.message
+            admission = app.offsets.admit(msg.partition, msg.offset)
+            if admission.verdict == "duplicate":
+                stats["duplicates"] += 1
+                continue
+            if admission.verdict == "gap":
+                assert admission.expected is not None  # noqa: S101
+                await read_again(event, admission.expected)
+                continue
             try:
                 await handle(event)
             except Exception:  # noqa: BLE001 - a bad record never stops the sink
-                log.exception("sink: record p%s@%s failed", event.message.partition, event.message.offset)
+                log.exception("sink: record p%s@%s failed", msg.partition, msg.offset)
+            app.offsets.processed(msg.partition, msg.offset)
 
     async def send_expiries(now: int) -> None:
         for batch_id, run in app.aggregator.due(now):

@@ -15,6 +15,7 @@ import pytest
 
 from barcodeflow.settings import Settings
 from sink.app import create_sink_app
+from sink.offsets import is_mark_key, mark_key
 from stream_app.app import create_worker_app
 from stream_app.local import InlinePool
 
@@ -120,9 +121,38 @@ async def test_sink_agent_aggregates_into_one_result(settings: Settings, sent: S
     assert [r["id"] for r in result["results"]] == [None, "x"]
     assert result["summary"]["successful"] == 2
     assert app.bf_stats["bad_records"] == 1  # type: ignore[attr-defined]
-    done = {k: v for k, v in app.aggregator.store.items() if not k.count("|part|")}
+    done = {k: v for k, v in app.aggregator.store.items() if not k.count("|part|") and not is_mark_key(k)}
     assert [v["done"] for v in done.values()] == [True]  # finalized once the result was acknowledged
     assert not any("|part|" in k for k in app.aggregator.store)
+    assert app.aggregator.store[mark_key(0)] == 5  # the next offset the sink expects on partition 0
+
+
+async def test_sink_skips_redelivered_records_and_reads_a_gap_again(settings: Settings, sent: Sent) -> None:
+    app = create_sink_app(settings)
+    app.finalize()
+    seeks: list[tuple[int, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append((tp.partition, offset))
+
+    app.consumer.seek = seek  # type: ignore[method-assign]
+    opened = {"kind": "open", "batch_id": "b3", "run": "0:1", "total": 1, "ids": [None],
+              "received_at": 0, "deadline": 10**15, "replay": None}  # fmt: skip
+    part = {"kind": "part", "batch_id": "b3", "run": "0:1", "chunk": "0",
+            "results": [{"index": 0, "id": None, "success": True, "svg": "<svg/>"}]}  # fmt: skip
+    async with app.agents["sink.app.aggregate"].test_context() as agent:
+        await agent.put(orjson.dumps(opened), key=b"b3")  # offset 0
+        agent.sent_offset = 5  # offsets 1..4 were acknowledged by Faust but never reached the agent
+        await agent.put(orjson.dumps(part), key=b"b3")
+        assert seeks == [(0, 1)] and app.bf_stats["rereads"] == 1  # type: ignore[attr-defined]
+        assert sent.by_topic(settings.topics.results) == []  # the part after the gap waits for the re-read
+        agent.sent_offset = 0
+        await agent.put(orjson.dumps(opened), key=b"b3")  # offset 0 again: a redelivery, skipped
+        assert app.bf_stats["duplicates"] == 1  # type: ignore[attr-defined]
+        agent.sent_offset = 1  # the re-read
+        await agent.put(orjson.dumps(part), key=b"b3")
+    [result] = sent.by_topic(settings.topics.results)
+    assert result["batch_id"] == "b3" and result["summary"]["successful"] == 1
 
 
 async def test_sink_table_tracks_its_changelog_writes_until_acknowledged(settings: Settings, sent: Sent) -> None:
@@ -133,9 +163,11 @@ async def test_sink_table_tracks_its_changelog_writes_until_acknowledged(setting
     async with app.agents["sink.app.aggregate"].test_context() as agent:
         await agent.put(orjson.dumps(opened), key=b"b2")
     # no producer runs in the test context: the write is still waiting for the broker
-    [write] = app.table.unacked
-    assert write.message.key == b'"b2|0:1"'  # JSON-serialised table key
-    write.set_result(None)  # the broker's ack
+    writes = sorted(app.table.unacked, key=lambda w: w.message.key)
+    # JSON-serialised table keys: the run and the partition's offset mark
+    assert [w.message.key for w in writes] == [b'"__next_offset__|0"', b'"b2|0:1"']
+    for w in writes:
+        w.set_result(None)  # the broker's ack
     await asyncio.sleep(0)
     assert app.table.unacked == set()
 
