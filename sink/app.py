@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 EXPIRE_RESEND_MS = 5_000
 REREAD_REPEAT_S = 2.0  # records fetched before a seek back keep arriving for a moment: one seek per gap
+REREAD_ATTEMPTS = 3  # a gap still there after this many seeks back is not readable: go on, log an error
 CHANGELOG_ACK_TIMEOUT_S = 60.0  # no broker ack for a table write this long: crash, let the restart redo it
 
 
@@ -133,19 +134,28 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
             stats["emitted"] += 1
         app.aggregator.finalize()
 
-    last_reread: dict[Any, tuple[int, float]] = {}
+    last_reread: dict[Any, tuple[int, float, int]] = {}
 
-    async def read_again(event: faust.EventT, expected: int) -> None:
-        """Records ``expected``..offset-1 were never processed here: seek back (once per gap)."""
+    async def read_again(event: faust.EventT, expected: int) -> bool:
+        """Records ``expected``..offset-1 were never processed here: seek back (once per gap). Returns
+        True when the gap cannot be read (still there after ``REREAD_ATTEMPTS`` seeks, e.g. records
+        deleted by retention): the record is then processed and the gap logged as an error."""
         tp, offset = event.message.tp, event.message.offset
-        target, at = last_reread.get(tp, (-1, 0.0))
+        target, at, attempts = last_reread.get(tp, (-1, 0.0, 0))
         if target == expected and time.monotonic() - at < REREAD_REPEAT_S:
-            return  # already seeking back; records fetched before the seek are still arriving
-        last_reread[tp] = (expected, time.monotonic())
+            return False  # already seeking back; records fetched before the seek are still arriving
+        attempts = attempts + 1 if target == expected else 1
+        if attempts > REREAD_ATTEMPTS:
+            last_reread.pop(tp, None)
+            log.error("sink: %s[%s] offsets %s..%s cannot be read (deleted?); going on from %s",
+                      tp.topic, tp.partition, expected, offset - 1, offset)  # fmt: skip
+            return True
+        last_reread[tp] = (expected, time.monotonic(), attempts)
         stats["rereads"] += 1
         log.warning("sink: %s[%s] delivered offset %s but %s..%s were never processed here; reading again from %s",
                     tp.topic, tp.partition, offset, expected, offset - 1, expected)  # fmt: skip
         await app.consumer.seek(tp, expected)
+        return False
 
     @app.agent(items)
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
@@ -157,8 +167,8 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
                 continue
             if admission.verdict == "gap":
                 assert admission.expected is not None  # noqa: S101
-                await read_again(event, admission.expected)
-                continue
+                if not await read_again(event, admission.expected):
+                    continue
             try:
                 await handle(event)
             except Exception:  # noqa: BLE001 - a bad record never stops the sink

@@ -155,6 +155,31 @@ async def test_sink_skips_redelivered_records_and_reads_a_gap_again(settings: Se
     assert result["batch_id"] == "b3" and result["summary"]["successful"] == 1
 
 
+async def test_sink_goes_on_past_a_gap_it_cannot_read(
+    settings: Settings, sent: Sent, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records deleted before the sink read them (retention): after a few seeks back it logs and goes on."""
+    monkeypatch.setattr("sink.app.REREAD_REPEAT_S", 0.0)
+    app = create_sink_app(settings)
+    app.finalize()
+    seeks: list[int] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append(offset)
+
+    app.consumer.seek = seek  # type: ignore[method-assign]
+    opened = {"kind": "open", "batch_id": "b4", "run": "0:9", "total": 0, "ids": [],
+              "received_at": 0, "deadline": 10**15, "replay": None}  # fmt: skip
+    async with app.agents["sink.app.aggregate"].test_context() as agent:
+        await agent.put(orjson.dumps({**opened, "batch_id": "first"}), key=b"first")  # offset 0
+        for _ in range(4):  # offsets 1..6 are gone: every seek back delivers offset 7 again
+            agent.sent_offset = 7
+            await agent.put(orjson.dumps(opened), key=b"b4")
+    assert seeks == [1, 1, 1]
+    assert "cannot be read" in caplog.text
+    assert app.aggregator.store[mark_key(0)] == 8
+
+
 async def test_sink_table_tracks_its_changelog_writes_until_acknowledged(settings: Settings, sent: Sent) -> None:
     app = create_sink_app(settings)
     app.finalize()
