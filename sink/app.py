@@ -154,7 +154,8 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
         stats["rereads"] += 1
         log.warning("sink: %s[%s] delivered offset %s but %s..%s were never processed here; reading again from %s",
                     tp.topic, tp.partition, offset, expected, offset - 1, expected)  # fmt: skip
-        await app.consumer.seek(tp, expected)
+        # seek_wait runs on Faust's consumer thread (a plain seek from this loop did not re-deliver)
+        await app.consumer.seek_wait({tp: expected})
         return False
 
     @app.agent(items)

@@ -132,10 +132,10 @@ async def test_sink_skips_redelivered_records_and_reads_a_gap_again(settings: Se
     app.finalize()
     seeks: list[tuple[int, int]] = []
 
-    async def seek(tp: Any, offset: int) -> None:
-        seeks.append((tp.partition, offset))
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        seeks.extend((tp.partition, offset) for tp, offset in partitions.items())
 
-    app.consumer.seek = seek  # type: ignore[method-assign]
+    app.consumer.seek_wait = seek_wait  # type: ignore[method-assign]
     opened = {"kind": "open", "batch_id": "b3", "run": "0:1", "total": 1, "ids": [None],
               "received_at": 0, "deadline": 10**15, "replay": None}  # fmt: skip
     part = {"kind": "part", "batch_id": "b3", "run": "0:1", "chunk": "0",
@@ -164,10 +164,10 @@ async def test_sink_goes_on_past_a_gap_it_cannot_read(
     app.finalize()
     seeks: list[int] = []
 
-    async def seek(tp: Any, offset: int) -> None:
-        seeks.append(offset)
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        seeks.extend(partitions.values())
 
-    app.consumer.seek = seek  # type: ignore[method-assign]
+    app.consumer.seek_wait = seek_wait  # type: ignore[method-assign]
     opened = {"kind": "open", "batch_id": "b4", "run": "0:9", "total": 0, "ids": [],
               "received_at": 0, "deadline": 10**15, "replay": None}  # fmt: skip
     async with app.agents["sink.app.aggregate"].test_context() as agent:
