@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 EXPIRE_RESEND_MS = 5_000
 REREAD_REPEAT_S = 2.0  # records fetched before a seek back keep arriving for a moment: one seek per gap
-REREAD_ATTEMPTS = 3  # a gap still there after this many seeks back is not readable: go on, log an error
 CHANGELOG_ACK_TIMEOUT_S = 60.0  # no broker ack for a table write this long: crash, let the restart redo it
 
 
@@ -134,28 +133,38 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
             stats["emitted"] += 1
         app.aggregator.finalize()
 
-    last_reread: dict[Any, tuple[int, float, int]] = {}
+    last_reread: dict[Any, tuple[int, float]] = {}
 
     async def read_again(event: faust.EventT, expected: int) -> bool:
-        """Records ``expected``..offset-1 were never processed here: seek back (once per gap). Returns
-        True when the gap cannot be read (still there after ``REREAD_ATTEMPTS`` seeks, e.g. records
-        deleted by retention): the record is then processed and the gap logged as an error."""
+        """Records ``expected``..offset-1 were never processed here: seek back to them (once per gap and
+        ``REREAD_REPEAT_S``; records fetched before the seek keep arriving meanwhile and are passed over).
+        Returns True when this record is the next readable one after all: the records before it were
+        deleted (retention) before the sink read them, which is logged as an error."""
         tp, offset = event.message.tp, event.message.offset
-        target, at, attempts = last_reread.get(tp, (-1, 0.0, 0))
-        if target == expected and time.monotonic() - at < REREAD_REPEAT_S:
-            return False  # already seeking back; records fetched before the seek are still arriving
-        attempts = attempts + 1 if target == expected else 1
-        if attempts > REREAD_ATTEMPTS:
-            last_reread.pop(tp, None)
-            log.error("sink: %s[%s] offsets %s..%s cannot be read (deleted?); going on from %s",
-                      tp.topic, tp.partition, expected, offset - 1, offset)  # fmt: skip
+        consumer: Any = app.consumer
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        start = max(expected, earliest or 0)
+        if start > expected:
+            log.error("sink: %s[%s] offsets %s..%s were deleted before the sink read them",
+                      tp.topic, tp.partition, expected, start - 1)  # fmt: skip
+        if start >= offset:
             return True
-        last_reread[tp] = (expected, time.monotonic(), attempts)
+        target, at = last_reread.get(tp, (-1, 0.0))
+        if target == start and time.monotonic() - at < REREAD_REPEAT_S:
+            return False
+        last_reread[tp] = (start, time.monotonic())
         stats["rereads"] += 1
         log.warning("sink: %s[%s] delivered offset %s but %s..%s were never processed here; reading again from %s",
-                    tp.topic, tp.partition, offset, expected, offset - 1, expected)  # fmt: skip
-        # seek_wait runs on Faust's consumer thread (a plain seek from this loop did not re-deliver)
-        await app.consumer.seek_wait({tp: expected})
+                    tp.topic, tp.partition, offset, start, offset - 1, start)  # fmt: skip
+        # Faust's fetcher drops records below its read offset, which the record it is handing over right
+        # now would move up again: stop the flow, let that record pass, then seek on the consumer thread
+        consumer.stop_flow()
+        try:
+            await asyncio.sleep(0.05)
+            await consumer.seek_wait({tp: start})
+            consumer._read_offset[tp] = start  # noqa: SLF001 - seek_wait leaves it unset for offset 0
+        finally:
+            consumer.resume_flow()
         return False
 
     @app.agent(items)
