@@ -28,13 +28,13 @@ from barcodeflow.settings import Settings
 from sink.aggregate import BatchAggregator
 from sink.offsets import OffsetMarks
 from stream_app.faust_config import faust_config
-from stream_app.stall import watch_for_stalls
+from stream_app.stall import seek_back, watch_for_stalls
 
 log = logging.getLogger(__name__)
 
 EXPIRE_RESEND_MS = 5_000
 REREAD_REPEAT_S = 2.0  # records fetched before a seek back keep arriving for a moment: one seek per gap
-CHANGELOG_ACK_TIMEOUT_S = 60.0  # no broker ack for a table write this long: crash, let the restart redo it
+CHANGELOG_ACK_TIMEOUT_S = 60.0  # no broker ack for a table write this long: the commit fails, nothing moves on
 
 
 def now_ms() -> int:
@@ -156,15 +156,7 @@ def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
         stats["rereads"] += 1
         log.warning("sink: %s[%s] delivered offset %s but %s..%s were never processed here; reading again from %s",
                     tp.topic, tp.partition, offset, start, offset - 1, start)  # fmt: skip
-        # Faust's fetcher drops records below its read offset, which the record it is handing over right
-        # now would move up again: stop the flow, let that record pass, then seek on the consumer thread
-        consumer.stop_flow()
-        try:
-            await asyncio.sleep(0.05)
-            await consumer.seek_wait({tp: start})
-            consumer._read_offset[tp] = start  # noqa: SLF001 - seek_wait leaves it unset for offset 0
-        finally:
-            consumer.resume_flow()
+        await seek_back(consumer, {tp: start})
         return False
 
     @app.agent(items)

@@ -12,9 +12,10 @@ run already opened are recognised), so a re-read costs time, never correctness.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,30 @@ class StallWatch(Generic[K]):
         return stuck
 
 
+async def seek_back(consumer: Any, offsets: Mapping[Any, int]) -> None:
+    """Make Faust's ``consumer`` deliver ``offsets`` (partition → offset) again.
+
+    Faust's fetcher drops records below its read offset, and the record it is handing over at the moment
+    of a seek moves that offset up again: a plain seek from the agents' loop re-delivered nothing. So the
+    flow is paused around a ``seek_wait`` on the consumer's own thread, and the read offsets are set last.
+    """
+    consumer.stop_flow()
+    try:
+        await asyncio.sleep(0.05)  # let the record being handed over pass
+        await consumer.seek_wait(dict(offsets))
+        consumer._read_offset.update(offsets)  # noqa: SLF001 - seek_wait leaves it unset for offset 0
+    finally:
+        consumer.resume_flow()
+
+
 def watch_for_stalls(
-    app: Any, topics: Iterable[str], *, after_s: float, idle_after_s: float = 5.0, interval_s: float = 1.0
+    app: Any,
+    topics: Iterable[str],
+    *,
+    after_s: float,
+    idle_after_s: float = 5.0,
+    interval_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> StallWatch[Any]:
     """Install a timer on the Faust ``app`` that re-reads its stalled partitions of ``topics`` from their
     committed offsets. Returns the watch (its ``stalls`` counts the re-reads)."""
@@ -105,7 +128,7 @@ def watch_for_stalls(
             if m.offset >= (committed.get(m.tp) or 0) and m.offset < in_processing.get(m.tp, m.offset + 1):
                 in_processing[m.tp] = m.offset
         positions = {tp: (committed.get(tp), ends.get(tp), in_processing.get(tp)) for tp in tps}
-        stuck = watch.check(time.monotonic(), positions)
+        stuck = watch.check(clock(), positions)
         if stuck:
             log.warning(
                 "partitions stalled with records waiting: %s; seeking back to the committed offsets",
@@ -116,7 +139,10 @@ def watch_for_stalls(
                 ),  # fmt: skip
             )
             consumer.resume_partitions(stuck)  # in case Faust left them paused (a no-op otherwise)
-            await consumer.perform_seek()
+            never = [tp for tp in stuck if committed.get(tp) is None]
+            earliest = await consumer.earliest_offsets(*never) if never else {}
+            offsets = {tp: committed[tp] if committed.get(tp) is not None else earliest.get(tp, 0) for tp in stuck}
+            await seek_back(consumer, offsets)
 
     app.timer(interval_s, name=f"{app.conf.id}.stall_watch")(stall_watch)
     return watch

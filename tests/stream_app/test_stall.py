@@ -6,8 +6,6 @@ from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-import pytest
-
 from stream_app.stall import StallWatch, watch_for_stalls
 
 
@@ -95,6 +93,8 @@ class FakeConsumer:
         self._committed_offset = {tp: 10 for tp in self.tps}
         self.unacked: set[Any] = set()
         self.seeks = 0
+        self.sought: list[dict[FakeTP, int]] = []
+        self._read_offset: dict[FakeTP, int] = {}
         self.resumed: list[FakeTP] = []
         self.fail: Exception | None = None
 
@@ -106,8 +106,19 @@ class FakeConsumer:
             raise self.fail
         return {tp: self.ends[tp] for tp in tps}
 
-    async def perform_seek(self) -> None:
+    async def seek_wait(self, offsets: dict[FakeTP, int]) -> None:
+        assert not self.flow_active  # the flow is paused around the seek
         self.seeks += 1
+        self.sought.append(offsets)
+
+    async def earliest_offsets(self, *tps: FakeTP) -> dict[FakeTP, int]:
+        return dict.fromkeys(tps, 0)
+
+    def stop_flow(self) -> None:
+        self.flow_active = False
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
 
     def resume_partitions(self, tps: list[FakeTP]) -> None:
         self.resumed.extend(tps)
@@ -129,12 +140,11 @@ class FakeApp:
         return register
 
 
-async def test_the_timer_seeks_back_once_a_watched_partition_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_timer_seeks_back_once_a_watched_partition_stalls() -> None:
     app = FakeApp()
-    watch = watch_for_stalls(app, ["items"], after_s=10)
-    [tick] = app.timers
     clock = [0.0]
-    monkeypatch.setattr("stream_app.stall.time.monotonic", lambda: clock[0])
+    watch = watch_for_stalls(app, ["items"], after_s=10, clock=lambda: clock[0])
+    [tick] = app.timers
     c = app.consumer
     items1 = FakeTP("items", 1)
     c.unacked = {FakeMessage(items1, 10)}  # taken, never acknowledged
