@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from barcodeflow.settings import Settings
 from bench.workloads import DataSource, items, take
 from producer import BatchProducer, ResultListener, encode_request
@@ -95,11 +97,6 @@ class Driver:
         self.settings = settings
         self.listener = ResultListener(settings, client_id="bench-results")
         self.producer = BatchProducer(settings, client_id="bench-producer", send_timeout=30.0)
-        self._sizes: dict[str, int] = {}
-        self.listener.add_callback(self._on_result)
-
-    def _on_result(self, batch_id: str, value: bytes) -> None:
-        self._sizes[batch_id] = len(value)
 
     async def start(self) -> None:
         await self.listener.start()
@@ -127,21 +124,21 @@ class Driver:
             t0 = time.perf_counter()
             try:
                 await self.producer.send_raw(b.value, key=b.key)
-                doc = await asyncio.wait_for(asyncio.shield(fut), timeout)
+                raw = await asyncio.wait_for(asyncio.shield(fut), timeout)
             except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
                 res.errors.append(f"{b.batch_id}: {type(exc).__name__}: {exc}"[:300])
                 return
             finally:
                 self.listener.forget(b.batch_id)
             res.latencies_ms.append((time.perf_counter() - t0) * 1000)
-            s = doc.get("summary", {})
+            s = orjson.loads(raw).get("summary", {})
             res.batches += 1
             res.codes += int(s.get("total", 0))
             res.successful += int(s.get("successful", 0))
             res.failed += int(s.get("failed", 0))
             res.cached += int(s.get("cached", 0))
             res.request_bytes += len(b.value)
-            res.result_bytes += self._sizes.pop(b.batch_id, 0)
+            res.result_bytes += len(raw)
 
         async def lane() -> None:
             while queue and len(res.errors) < max_errors:

@@ -5,9 +5,10 @@ validate with ``parse_batch`` (422 ``invalid_batch`` listing every problem), cla
 ``listener.expect(id)``, publish (bounded by ``publish_timeout_s``: 503 ``kafka_unavailable``), then
 wait for the BatchResult up to ``?timeout=`` (default ``facade_wait_s``, at most 30 s):
 
-* result in time: 200 with the BatchResult as the pipeline produced it. This includes batches the
-  pipeline itself rejected (``success: false`` with ``error``): the request was accepted and answered,
-  the document says what happened, exactly as ``GET`` would return it later.
+* result in time: 200 with the BatchResult exactly as the pipeline produced it (the bytes of its
+  record on ``barcode.results``, not decoded here). This includes batches the pipeline itself rejected
+  (``success: false`` with ``error``): the request was accepted and answered, the document says what
+  happened, exactly as ``GET`` returns it later.
 * no result yet (or ``?wait=false``): 202 ``{"batch_id", "status": "pending"}`` and
   ``Location: /v1/batches/{id}``.
 
@@ -215,15 +216,14 @@ async def submit_batch(
         if not future.done() or future.cancelled():
             metrics.batches.labels("pending").inc()
             return _pending(batch_id)
-        result = future.result()
+        result: bytes = future.result()  # the record's value, answered as it is
     finally:
         lst.forget(batch_id)
-    body = orjson.dumps(result)
-    state.results.remember(batch_id, body)
+    state.results.remember(batch_id, result)
     metrics.batches.labels("completed").inc()
     metrics.batch_wait.observe(time.perf_counter() - started)
     metrics.count_item_errors(result)
-    return Response(content=body, media_type="application/json")
+    return Response(content=result, media_type="application/json")
 
 
 _GET_RESPONSES: dict[int | str, dict[str, Any]] = {

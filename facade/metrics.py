@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -109,8 +109,17 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def count_item_errors(self, result: dict[str, Any]) -> None:
-        for item in result.get("results") or ():
+    def count_item_errors(self, result: bytes) -> None:
+        """Count the item errors of a BatchResult (JSON bytes) answered to a client. Without an
+        ``"error"`` key anywhere (the usual case) the document is not decoded at all."""
+        if b'"error"' not in result:
+            return
+        try:
+            doc = orjson.loads(result)
+        except orjson.JSONDecodeError:
+            return
+        items = doc.get("results") if isinstance(doc, dict) else None
+        for item in items if isinstance(items, list) else ():
             err = item.get("error") if isinstance(item, dict) else None
             if isinstance(err, dict) and err.get("code"):
                 self.item_errors.labels(str(err["code"])[:64]).inc()

@@ -111,6 +111,7 @@ class SubmitStats:
     completed: int = 0  # results received
     invalid: int = 0  # failed local validation (never sent)
     timed_out: int = 0
+    unreadable: int = 0  # results that are not a JSON object
     items: int = 0
     successful: int = 0
     failed: int = 0  # item failures, including items of invalid / timed-out batches
@@ -125,6 +126,7 @@ class SubmitStats:
             self.failed == 0
             and self.invalid == 0
             and self.timed_out == 0
+            and self.unreadable == 0
             and self.write_errors == 0
             and self.successful == self.items
         )
@@ -133,7 +135,8 @@ class SubmitStats:
         rate = self.completed_items / self.wall_s if self.wall_s > 0 else 0.0
         return [
             f"batches:    {self.batches} (sent {self.sent}, completed {self.completed}, "
-            f"invalid {self.invalid}, timed out {self.timed_out})",
+            f"invalid {self.invalid}, timed out {self.timed_out}"
+            + (f", unreadable {self.unreadable})" if self.unreadable else ")"),
             f"items:      {self.items} (successful {self.successful}, failed {self.failed}, cached {self.cached})",
             f"wall time:  {self.wall_s:.2f} s ({rate:.1f} codes/s)",
         ]
@@ -324,7 +327,7 @@ class _Submitter:
         producer: BatchProducer,
         listener: ResultListener,
         req: BatchRequest,
-        fut: asyncio.Future[dict[str, Any]],
+        fut: asyncio.Future[bytes],
         where: str,
         sem: asyncio.Semaphore,
     ) -> None:
@@ -336,7 +339,7 @@ class _Submitter:
             self.stats.sent += 1
             self._postfix()
             try:
-                result = await asyncio.wait_for(asyncio.shield(fut), self.opts.timeout)
+                raw = await asyncio.wait_for(asyncio.shield(fut), self.opts.timeout)
             except TimeoutError:
                 self.stats.timed_out += 1
                 self.stats.failed += n_items
@@ -347,9 +350,20 @@ class _Submitter:
             listener.forget(batch_id)
             sem.release()
         self.stats.completed += 1
-        await self._handle_result(result, where, n_items)
+        try:
+            result = orjson.loads(raw)
+            problem = None if isinstance(result, dict) else f"a JSON {type(result).__name__}, not an object"
+        except orjson.JSONDecodeError as exc:
+            problem = f"not valid JSON: {exc}"
+        if problem is not None:
+            self.stats.unreadable += 1
+            self.stats.failed += n_items
+            self.say(f"{where}: batch {batch_id}: unreadable result ({problem}); skipped")
+            self._advance(n_items)
+            return
+        await self._handle_result(result, raw, where, n_items)
 
-    async def _handle_result(self, result: dict[str, Any], where: str, n_items: int) -> None:
+    async def _handle_result(self, result: dict[str, Any], raw: bytes, where: str, n_items: int) -> None:
         batch_id = str(result.get("batch_id"))
         items = [it for it in result.get("results") or [] if isinstance(it, dict)]
         ok = sum(1 for it in items if it.get("success"))
@@ -374,8 +388,9 @@ class _Submitter:
             self.stats.write_errors += len(problems)
             for p in problems:
                 self.say(f"{where}: batch {batch_id}: {p}")
-        else:
-            self.out.write(orjson.dumps(result).decode() + "\n")
+        else:  # one line per result: the record as received, unless it spans lines
+            line = raw if b"\n" not in raw and b"\r" not in raw else orjson.dumps(result)
+            self.out.write(line.decode() + "\n")
             self.out.flush()
         self._advance(n_items)
 

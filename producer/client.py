@@ -82,14 +82,16 @@ class BatchProducer:
     async def submit_and_wait(
         self, listener: ResultListener, batch: BatchRequest | Mapping[str, Any], timeout: float
     ) -> dict[str, Any]:
-        """Send a batch and wait for its BatchResult (``listener`` must be started)."""
+        """Send a batch and wait for its BatchResult, decoded (``listener`` must be started)."""
         req = self.prepare(batch)
         assert req.batch_id is not None  # noqa: S101
         fut = listener.expect(req.batch_id)
         try:
             await self.send_raw(encode_request(req), key=req.batch_id.encode())
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            raw = await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             raise ResultTimeout(req.batch_id, timeout) from None
         finally:
             listener.forget(req.batch_id)
+        doc: dict[str, Any] = orjson.loads(raw)
+        return doc

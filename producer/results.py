@@ -2,17 +2,20 @@
 
 It reads every partition without a consumer group, so every process (every facade replica, every
 ``submit`` run) sees every result; it starts at the end, so register with ``expect`` before sending.
+
+Records are matched by their key (the ``batch_id`` as UTF-8 bytes, see the README's wire format), not
+by their content: a record nobody waits for is never decoded, and a waiter gets the record's value as
+it is (``bytes``; ``orjson.loads`` it where a dict is needed). A record without a key is the one case
+in which the value is read, for its ``batch_id``; one whose ``batch_id`` cannot be read is skipped,
+counted and logged. When key and value disagree, the key wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -20,21 +23,117 @@ from barcodeflow.aio import cancel_and_wait
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable
 from producer.kafka_config import consumer_config
+from schemas.validate import peek_batch_id
 
 log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[str, bytes], Awaitable[None] | None]
+"""Called with ``(batch_id, value)`` for every result record, waited for or not."""
+
+_LOG_EVERY = 1000  # repeated bad records: the first one and then every 1000th are logged
 
 
-class ResultListener:
+class ResultRouter:
+    """Hands result records to the waiters of their batch and to the callbacks, matched by record key.
+
+    No Kafka here: ``ResultListener`` feeds it from the topic (and test doubles feed it directly).
+    Counters: ``received`` records (deletion markers aside), ``delivered`` to at least one waiter,
+    ``keyless`` records (their ``batch_id`` is read from the value), ``skipped`` records (no usable
+    ``batch_id``).
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[bytes, list[asyncio.Future[bytes]]] = {}
+        self._callbacks: list[ResultCallback] = []
+        self.received = 0
+        self.delivered = 0
+        self.keyless = 0
+        self.skipped = 0
+
+    def expect(self, batch_id: str) -> asyncio.Future[bytes]:
+        """A future for the next result of ``batch_id``: the record's value, as bytes."""
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(batch_id.encode(), []).append(fut)
+        return fut
+
+    def forget(self, batch_id: str) -> None:
+        for fut in self._waiters.pop(batch_id.encode(), []):
+            if not fut.done():
+                fut.cancel()
+
+    def add_callback(self, fn: ResultCallback) -> None:
+        self._callbacks.append(fn)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(futs) for futs in self._waiters.values())
+
+    def cancel_all(self) -> None:
+        for futs in self._waiters.values():
+            for fut in futs:
+                fut.cancel()
+        self._waiters.clear()
+
+    async def route(self, key: bytes | None, value: bytes | None) -> None:
+        """Deliver one record of ``barcode.results``. Never raises for a bad record."""
+        if value is None:  # a deletion marker of the compacted topic: no result
+            return
+        self.received += 1
+        if key is None:
+            if not self._waiters and not self._callbacks:
+                return  # nobody here could want it: not worth reading
+            key = self._key_from_value(value)
+            if key is None:
+                return
+        futs = self._waiters.pop(key, None)
+        if futs:
+            self.delivered += 1
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(value)
+        if not self._callbacks:
+            return
+        try:
+            batch_id = key.decode()
+        except UnicodeDecodeError:
+            self._skip(f"whose key is not UTF-8: {key[:200]!r}")
+            return
+        for cb in self._callbacks:
+            try:
+                res = cb(batch_id, value)
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:  # a callback's bug must not stop result delivery to waiters
+                log.exception("result callback failed for batch %s", batch_id)
+
+    def _key_from_value(self, value: bytes) -> bytes | None:
+        self.keyless += 1
+        batch_id = peek_batch_id(value)
+        if batch_id is None:
+            self._skip(f"without a key and without a readable batch_id ({len(value)} bytes)")
+            return None
+        if self.keyless % _LOG_EVERY == 1:
+            log.warning(
+                "result record without a key (batch %s; %d such records so far): producers must key results "
+                "by batch_id",
+                batch_id,
+                self.keyless,
+            )
+        return batch_id.encode()
+
+    def _skip(self, what: str) -> None:
+        self.skipped += 1
+        if self.skipped % _LOG_EVERY == 1:
+            log.warning("result listener: skipping a record %s (%d skipped so far)", what, self.skipped)
+
+
+class ResultListener(ResultRouter):
     def __init__(self, settings: Settings, *, client_id: str = "barcodeflow-results", start_timeout: float = 15.0):
+        super().__init__()
         self.settings = settings
         self.start_timeout = start_timeout
         self._consumer = AIOKafkaConsumer(**consumer_config(settings, client_id))
-        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
-        self._callbacks: list[ResultCallback] = []
         self._task: asyncio.Task[None] | None = None
-        self.received = 0
 
     async def start(self) -> None:
         topic = self.settings.topics.results
@@ -63,23 +162,7 @@ class ResultListener:
         await cancel_and_wait(self._task)
         self._task = None
         await self._consumer.stop()
-        for futs in self._waiters.values():
-            for fut in futs:
-                fut.cancel()
-        self._waiters.clear()
-
-    def expect(self, batch_id: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters[batch_id].append(fut)
-        return fut
-
-    def forget(self, batch_id: str) -> None:
-        for fut in self._waiters.pop(batch_id, []):
-            if not fut.done():
-                fut.cancel()
-
-    def add_callback(self, fn: ResultCallback) -> None:
-        self._callbacks.append(fn)
+        self.cancel_all()
 
     async def _run(self) -> None:
         while True:
@@ -91,25 +174,4 @@ class ResultListener:
                 continue
             for records in batches.values():
                 for rec in records:
-                    await self._deliver(rec.key, rec.value)
-
-    async def _deliver(self, key: bytes | None, value: bytes | None) -> None:
-        if value is None:
-            return
-        self.received += 1
-        try:
-            doc = orjson.loads(value)
-            batch_id = str(doc["batch_id"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("result listener: skipping unreadable record with key %r", key)
-            return
-        for fut in self._waiters.pop(batch_id, []):
-            if not fut.done():
-                fut.set_result(doc)
-        for cb in self._callbacks:
-            try:
-                res = cb(batch_id, value)
-                if asyncio.iscoroutine(res):
-                    await res
-            except Exception:  # a callback's bug must not stop result delivery to waiters
-                log.exception("result callback failed for batch %s", batch_id)
+                    await self.route(rec.key, rec.value)

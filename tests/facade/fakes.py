@@ -1,21 +1,22 @@
 """Stand-ins for the Kafka side of the facade (unit tests only): a publisher and a result listener.
 
-``FakeListener`` mirrors ``producer.results.ResultListener`` (expect/forget/add_callback; every result
-goes to the waiters of its batch and to every callback). ``FakePublisher`` mirrors
-``producer.client.BatchProducer.send`` and, in mode ``"answer"``, plays the pipeline: it delivers a
-BatchResult to the listener after ``delay`` seconds.
+``FakeListener`` is ``producer.results.ResultRouter`` (the listener's matching by record key, waiters
+get the record's bytes, every record goes to every callback) fed directly instead of from Kafka.
+``FakePublisher`` mirrors ``producer.client.BatchProducer.send`` and, in mode ``"answer"``, plays the
+pipeline: it delivers a BatchResult record (``encode``d, by default with ``orjson.dumps``) to the
+listener after ``delay`` seconds; ``answers`` keeps the bytes of each, by batch_id.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from producer.errors import KafkaUnavailable
+from producer.results import ResultRouter
 from schemas.models import BatchRequest
 
 
@@ -45,10 +46,9 @@ def result_for(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class FakeListener:
+class FakeListener(ResultRouter):
     def __init__(self) -> None:
-        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
-        self._callbacks: list[Callable[[str, bytes], Awaitable[None] | None]] = []
+        super().__init__()
         self.started = False
         self.fail_start = False
 
@@ -59,49 +59,36 @@ class FakeListener:
 
     async def stop(self) -> None:
         self.started = False
-        for futs in self._waiters.values():
-            for f in futs:
-                f.cancel()
-        self._waiters.clear()
+        self.cancel_all()
 
-    def expect(self, batch_id: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters[batch_id].append(fut)
-        return fut
-
-    def forget(self, batch_id: str) -> None:
-        for f in self._waiters.pop(batch_id, []):
-            if not f.done():
-                f.cancel()
-
-    def add_callback(self, fn: Callable[[str, bytes], Awaitable[None] | None]) -> None:
-        self._callbacks.append(fn)
-
-    @property
-    def waiting(self) -> int:
-        return sum(len(v) for v in self._waiters.values())
-
-    async def deliver(self, doc: dict[str, Any]) -> None:
+    async def deliver(self, doc: dict[str, Any]) -> bytes:
+        """A result record keyed by ``doc["batch_id"]``, as the sink writes it; returns its bytes."""
         raw = orjson.dumps(doc)
-        batch_id = str(doc["batch_id"])
-        for f in self._waiters.pop(batch_id, []):
-            if not f.done():
-                f.set_result(doc)
-        for cb in self._callbacks:
-            res = cb(batch_id, raw)
-            if asyncio.iscoroutine(res):
-                await res
+        await self.route(str(doc["batch_id"]).encode(), raw)
+        return raw
+
+    async def deliver_raw(self, key: bytes | None, value: bytes) -> None:
+        await self.route(key, value)
 
 
 class FakePublisher:
     """mode: "answer" (deliver a result after ``delay``), "drop" (never answered), "fail"
     (KafkaUnavailable), "hang" (send never returns)."""
 
-    def __init__(self, listener: FakeListener, *, mode: str = "answer", delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        listener: FakeListener,
+        *,
+        mode: str = "answer",
+        delay: float = 0.0,
+        encode: Callable[[dict[str, Any]], bytes] = orjson.dumps,
+    ) -> None:
         self.listener = listener
         self.mode = mode
         self.delay = delay
+        self.encode = encode
         self.sent: list[dict[str, Any]] = []
+        self.answers: dict[str, bytes] = {}
         self.started = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -128,4 +115,6 @@ class FakePublisher:
 
     async def _answer(self, doc: dict[str, Any]) -> None:
         await asyncio.sleep(self.delay)
-        await self.listener.deliver(result_for(doc))
+        raw = self.encode(result_for(doc))
+        self.answers[str(doc["batch_id"])] = raw
+        await self.listener.deliver_raw(str(doc["batch_id"]).encode(), raw)

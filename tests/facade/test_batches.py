@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import orjson
 import pytest
 
 from tests.facade.conftest import Harness, MakeHarness, batch, redis_available, requires_redis
-from tests.facade.fakes import result_for
+from tests.facade.fakes import FakeListener, FakePublisher, result_for
 
 
 def test_sync_submit_returns_the_result(harness: Harness) -> None:
@@ -43,6 +44,28 @@ def test_item_failures_are_a_200_with_per_item_errors(harness: Harness) -> None:
     assert r.status_code == 200
     assert r.json()["summary"]["failed"] == 1
     assert r.json()["results"][1]["error"]["code"] == "invalid_data"
+    assert 'barcodeflow_facade_item_errors_total{code="invalid_data"} 1.0' in harness.client.get("/metrics").text
+
+
+def test_answers_are_the_records_bytes(make_harness: MakeHarness) -> None:
+    """POST and GET answer with the result record's value as it is: not decoded and encoded again."""
+    lis = FakeListener()
+    pub = FakePublisher(lis, encode=lambda doc: orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    hx = make_harness(listener=lis, publisher=pub)
+    r = hx.client.post("/v1/batches", json=batch(2), headers=hx.h())
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    bid = r.json()["batch_id"]
+    record = pub.answers[bid]
+    assert b"\n  " in record  # a form a re-encoding would not keep
+    assert r.content == record
+    g = hx.client.get(f"/v1/batches/{bid}", headers=hx.h())
+    assert g.status_code == 200
+    assert g.content == record
+    # later records of the batch (a replay, a duplicate after a crash): GET serves the last one
+    again = orjson.dumps({**orjson.loads(record), "replay": {"source_offset": 7}})
+    hx.client.portal.call(lis.deliver_raw, bid.encode(), again)
+    assert hx.client.get(f"/v1/batches/{bid}", headers=hx.h()).content == again
 
 
 def test_wait_false_answers_202_then_get_200(harness: Harness) -> None:

@@ -96,7 +96,7 @@ async def test_rejected_batch_gets_a_failed_result(pipeline: Pipeline) -> None:
             bad = {"batch_id": bid, "barcodes": [{"barcode_type": "qr", "data": "x"}] * 101,
                    "options": {"max_concurrent": 0}}  # fmt: skip
             await prod.send_raw(orjson.dumps(bad), key=bid.encode())
-        result = await asyncio.wait_for(fut, 60)
+        result = orjson.loads(await asyncio.wait_for(fut, 60))
     finally:
         await listener.stop()
     assert result["success"] is False
@@ -173,7 +173,7 @@ async def test_deadline_emits_timeout_items(pipeline: Pipeline) -> None:
         async with BatchProducer(pipeline.settings) as prod:
             for rec in (opened, part):
                 await prod.send_raw(orjson.dumps(rec), key=bid.encode(), topic=pipeline.settings.topics.items)
-        result = await asyncio.wait_for(fut, 30)
+        result = orjson.loads(await asyncio.wait_for(fut, 30))
     finally:
         await listener.stop()
     assert [r.get("error", {}).get("code") for r in result["results"]] == ["timeout", None, "timeout"]

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 
 from producer import ResultListener
@@ -35,7 +36,8 @@ async def test_replay_reprocesses_a_time_range(pipeline: Pipeline) -> None:
         futs = {bid: listener.expect(bid) for bid in originals}
         stray = listener.expect(before["batch_id"])
         report = await replay(pipeline.settings, since_ms, until_ms, no_cache=True)
-        replayed = dict(zip(futs, await asyncio.wait_for(asyncio.gather(*futs.values()), 60), strict=True))
+        raws = await asyncio.wait_for(asyncio.gather(*futs.values()), 60)
+        replayed = {bid: orjson.loads(raw) for bid, raw in zip(futs, raws, strict=True)}
         await asyncio.sleep(1)
         assert not stray.done(), "a request outside the time range was replayed"
     finally:
@@ -58,7 +60,7 @@ async def test_replay_of_one_batch_id(pipeline: Pipeline) -> None:
         fut = listener.expect(f"{tag}-1")
         other = listener.expect(f"{tag}-0")
         report = await replay(pipeline.settings, since_ms, batch_id=f"{tag}-1")
-        result = await asyncio.wait_for(fut, 60)
+        result = orjson.loads(await asyncio.wait_for(fut, 60))
         await asyncio.sleep(1)
         assert not other.done()
     finally:

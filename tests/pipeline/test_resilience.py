@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -47,7 +48,7 @@ async def kill_mid_flow(role: str, settings: Settings, workdir: Path, n_batches:
         finally:
             await listener.stop()
     assert done_before_kill < n_batches, "the kill came too late to test anything"
-    return done_before_kill, list(results)
+    return done_before_kill, [orjson.loads(raw) for raw in results]
 
 
 def assert_all_complete(results: list[dict], n_batches: int) -> None:
