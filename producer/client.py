@@ -15,7 +15,7 @@ from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable, ResultTimeout
 from producer.kafka_config import producer_config
 from producer.results import ResultListener
-from schemas.models import BatchRequest
+from schemas.models import BatchRequest, new_batch_id
 from schemas.validate import parse_batch
 
 
@@ -58,14 +58,23 @@ class BatchProducer:
         await self.stop()
 
     def prepare(self, batch: BatchRequest | Mapping[str, Any]) -> BatchRequest:
-        """Validate (raising ``BatchValidationError``) and assign a ``batch_id`` when absent."""
+        """The request to publish, with a ``batch_id``.
+
+        A mapping is validated (``parse_batch``: raises ``BatchValidationError`` listing every problem).
+        A ``BatchRequest`` is taken as validated (``parse_batch`` made it, or pydantic when it was
+        built): it is not checked again; it only gets a ``batch_id`` when it has none (a copy, the
+        caller's object is left as it is). The worker validates every batch it receives either way.
+        """
         if isinstance(batch, BatchRequest):
-            return parse_batch(batch.model_dump(mode="json"), max_batch_size=self.settings.max_batch_size)
+            if batch.batch_id is None:
+                return batch.model_copy(update={"batch_id": new_batch_id()})
+            return batch
         return parse_batch(batch, max_batch_size=self.settings.max_batch_size)
 
     async def send(self, batch: BatchRequest | Mapping[str, Any]) -> str:
+        """Publish one batch (see ``prepare``), encoded once; returns its ``batch_id``."""
         req = self.prepare(batch)
-        assert req.batch_id is not None  # noqa: S101 - parse_batch assigns one
+        assert req.batch_id is not None  # noqa: S101 - prepare assigns one
         await self.send_raw(encode_request(req), key=req.batch_id.encode())
         return req.batch_id
 
