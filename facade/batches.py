@@ -9,10 +9,14 @@ wait for the BatchResult up to ``?timeout=`` (default ``facade_wait_s``, at most
   record on ``barcode.results``, not decoded here). This includes batches the pipeline itself rejected
   (``success: false`` with ``error``): the request was accepted and answered, the document says what
   happened, exactly as ``GET`` returns it later.
+* every item already in the render cache: 200 with the BatchResult built from the cache, once Kafka
+  acknowledged the request. That answer is this client's only; ``GET`` serves the sink's record of
+  the batch (202 until it is there).
 * no result yet (or ``?wait=false``): 202 ``{"batch_id", "status": "pending"}`` and
   ``Location: /v1/batches/{id}``.
 
-GET: 200 with the result, 202 while pending, 404 when unknown *or owned by another key*.
+GET: 200 with the stored result (the record's bytes), 202 while pending, 404 when unknown *or owned by
+another key*.
 """
 
 from __future__ import annotations
@@ -205,10 +209,9 @@ async def submit_batch(
         # every batch answered is on the record in barcode.requests
         await _publish(publisher.instance, batch, cfg.publish_timeout_s, metrics)
         if fast is not None:
-            body = orjson.dumps(fast)
-            state.results.remember(batch_id, body)
+            # this answer goes to this client only: the sink's record of the batch is the one stored
             metrics.batches.labels("completed_from_cache").inc()
-            return Response(content=body, media_type="application/json")
+            return Response(content=orjson.dumps(fast), media_type="application/json")
         if not wait or wait_s <= 0:
             metrics.batches.labels("pending").inc()
             return _pending(batch_id)
@@ -219,7 +222,6 @@ async def submit_batch(
         result: bytes = future.result()  # the record's value, answered as it is
     finally:
         lst.forget(batch_id)
-    state.results.remember(batch_id, result)
     metrics.batches.labels("completed").inc()
     metrics.batch_wait.observe(time.perf_counter() - started)
     metrics.count_item_errors(result)

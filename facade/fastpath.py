@@ -3,8 +3,10 @@
 A waiting client whose batch is entirely in the cache (the common case for re-printed labels and
 repeated catalogue exports) gets its BatchResult in a couple of milliseconds instead of four Kafka
 hops. Renders are deterministic, so the answer is the one the pipeline would give. The request is
-still published afterwards, so ``barcode.requests`` stays the complete record (replay, audit) and its
-result appears on ``barcode.results`` like any other.
+still published (and acknowledged by Kafka before the answer), so ``barcode.requests`` stays the
+complete record (replay, audit) and its result appears on ``barcode.results`` like any other. The
+answer made here goes to the waiting client only and is not stored: the sink is the one writer of
+BatchResults, and ``GET`` serves its record.
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 * ``bf:owner:{batch_id}`` = key id (SHA-256 of the submitting API key), TTL ``result_ttl_s``; written
   with ``SET NX`` before the batch is published. A client-chosen ``batch_id`` already owned by another
   key is refused (409), so nobody can read or shadow another key's batch.
-* ``bf:result:{batch_id}`` = the BatchResult JSON, TTL ``result_ttl_s``. Every replica's
-  ``ResultListener`` sees every result; its callback enqueues it and a writer task stores it *only if
-  the owner key exists* (one Lua script: idempotent, so N replicas writing the same result is harmless).
+* ``bf:result:{batch_id}`` = the BatchResult record of ``barcode.results`` (the sink's), its value
+  bytes as they are, TTL ``result_ttl_s``. Every replica's ``ResultListener`` sees every result; its
+  callback, named by the record key, enqueues the bytes (no replica decodes them) and a writer task
+  stores them *only if the owner key exists* (one Lua script: idempotent, so N replicas writing the
+  same result is harmless). Nothing else writes results: an answer the facade made itself (from the
+  render cache) is not stored; ``GET`` serves the sink's record once it is there.
 * A small byte-bounded in-process copy of this replica's own batches (owner + result) answers when
   Redis is down, so a caller of this replica can still poll a batch it submitted here.
 """
@@ -111,7 +114,6 @@ class ResultsStore:
         self._writer: asyncio.Task[None] | None = None
         self._store_script = redis.register_script(_STORE_IF_OWNED) if redis is not None else None
         self._release_script = redis.register_script(_RELEASE_IF_OWNER) if redis is not None else None
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,8 +123,6 @@ class ResultsStore:
     async def stop(self) -> None:
         await cancel_and_wait(self._writer)
         self._writer = None
-        for t in list(self._tasks):
-            t.cancel()
 
     # -- ownership -------------------------------------------------------------------------------
     async def claim(self, batch_id: str, owner: str) -> None:
@@ -200,25 +200,17 @@ class ResultsStore:
         return run
 
     def on_result(self, batch_id: str, raw: bytes) -> None:
-        """``ResultListener`` callback: called for every result seen on ``barcode.results``."""
-        if batch_id in self._owners:
-            self._results.put(batch_id, bytes(raw), len(raw))
-        if self.redis is None:
-            return
-        try:
-            self._queue.put_nowait((batch_id, bytes(raw)))
-        except asyncio.QueueFull:
-            self.metrics.results_dropped.inc()
-
-    def remember(self, batch_id: str, raw: bytes) -> None:
-        """The submitting replica stores the result it answered with right away (no GET-after-POST race)."""
+        """``ResultListener`` callback: called for every result seen on ``barcode.results``, keyed by
+        the record key, with the record's value. The listener calls it before a waiting POST resumes,
+        so this replica's copy of its own batch is there when that POST answers (GET right after)."""
         if batch_id in self._owners:
             self._results.put(batch_id, raw, len(raw))
         if self.redis is None:
             return
-        task = asyncio.create_task(self._write([(batch_id, raw)]))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        try:
+            self._queue.put_nowait((batch_id, raw))
+        except asyncio.QueueFull:
+            self.metrics.results_dropped.inc()
 
     async def _write_loop(self) -> None:
         while True:

@@ -391,11 +391,18 @@ def test_results_are_stored_in_redis_for_other_replicas(harness: Harness) -> Non
 
     assert rc.get(f"bf:owner:{bid}").decode() == hashlib.sha256(harness.key.encode()).hexdigest()
     assert 0 < rc.ttl(f"bf:result:{bid}") <= harness.settings.result_ttl_s
-    # results of batches nobody here owns are not stored
+    assert rc.get(f"bf:result:{bid}") == harness.publisher.answers[bid]  # the record's bytes
+    # results of batches nobody owns are not stored: the writer stores in arrival order, so once a
+    # result that arrived after the foreign one is stored, the foreign one was handled
     foreign = result_for({"batch_id": "foreign-" + uuid.uuid4().hex, "barcodes": [{"data": "x"}]})
     harness.client.portal.call(harness.listener.deliver, foreign)
-    time.sleep(0.2)
+    later = harness.client.post("/v1/batches?wait=false", json=batch(1), headers=harness.h()).json()["batch_id"]
+    deadline = time.monotonic() + 5
+    while rc.get(f"bf:result:{later}") is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert rc.get(f"bf:result:{foreign['batch_id']}") is None
+    assert rc.get(f"bf:owner:{foreign['batch_id']}") is None
 
 
 def test_huge_item_list_is_rejected_cheaply(harness: Harness) -> None:
@@ -459,12 +466,26 @@ def test_fully_cached_batch_is_answered_from_the_cache(make_harness: MakeHarness
     assert doc["results"][2]["error"]["code"] == "unsupported_type"
     assert doc["summary"]["cached"] == 2 and doc["summary"]["failed"] == 1
     assert doc["results"][1]["metadata"]["data"] == "96385074"
-    deadline = time.monotonic() + 5
-    while not hx.publisher.sent and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert hx.publisher.sent[0]["batch_id"] == doc["batch_id"]  # still on the record
-    g = hx.client.get(f"/v1/batches/{doc['batch_id']}", headers=hx.h())
-    assert g.status_code == 200 and g.json() == doc
+    bid = doc["batch_id"]
+    assert [sent["batch_id"] for sent in hx.publisher.sent] == [bid]  # published before the answer
+    # the facade's own answer is not stored anywhere: GET serves the sink's record, once it is there
+    g = hx.client.get(f"/v1/batches/{bid}", headers=hx.h())
+    assert g.status_code == 202, g.text
+    sink_record = orjson.dumps({**doc, "summary": {**doc["summary"], "total_time_ms": 123.5}})
+    hx.client.portal.call(hx.listener.deliver_raw, bid.encode(), sink_record)
+    g = hx.client.get(f"/v1/batches/{bid}", headers=hx.h())
+    assert g.status_code == 200 and g.content == sink_record
+    if redis_available():
+        import redis as redis_sync
+
+        from tests.facade.conftest import redis_url
+
+        rc = redis_sync.Redis.from_url(redis_url())
+        deadline = time.monotonic() + 5
+        while (stored := rc.get(f"bf:result:{bid}")) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert stored == sink_record
 
 
 def test_partly_cached_batch_goes_through_the_pipeline(make_harness: MakeHarness) -> None:
