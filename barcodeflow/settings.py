@@ -34,7 +34,6 @@ class Topics:
     requests: str = "barcode.requests"
     results: str = "barcode.results"
     dlq: str = "barcode.requests.dlq"
-    tasks: str = "barcode.render.tasks"
     items: str = "barcode.render.items"
 
     @classmethod
@@ -52,12 +51,10 @@ class Settings:
     cache_max_size: int = 1000
     cache_default_ttl: int = 3600
     cache_timeout_ms: int = 100
-    batch_timeout_s: float = 10.0
-    stall_reread_s: float = 20.0
+    batch_timeout_s: float = 30.0
     max_batch_size: int = 100
     max_message_bytes: int = 16 * 1024 * 1024
     compression: str = "zstd"
-    worker_port: int = 6066
     data_dir: str = ".stack/faust"
     app_id: str = "barcodeflow"
     log_level: str = "info"
@@ -88,11 +85,9 @@ class Settings:
         "CACHE_DEFAULT_TTL": ("cache_default_ttl", int),
         "CACHE_TIMEOUT_MS": ("cache_timeout_ms", int),
         "BATCH_TIMEOUT_S": ("batch_timeout_s", float),
-        "STALL_REREAD_S": ("stall_reread_s", float),
         "MAX_BATCH_SIZE": ("max_batch_size", int),
         "MAX_MESSAGE_BYTES": ("max_message_bytes", int),
         "KAFKA_COMPRESSION": ("compression", str),
-        "WORKER_PORT": ("worker_port", int),
         "BARCODEFLOW_DATA_DIR": ("data_dir", str),
         "BARCODEFLOW_APP_ID": ("app_id", str),
         "LOG_LEVEL": ("log_level", str),

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable, ResultTimeout
-from producer.kafka_config import producer_config
+from barcodeflow.kafka import producer_config
 from producer.results import ResultListener
 from schemas.models import BatchRequest, new_batch_id
 from schemas.validate import parse_batch

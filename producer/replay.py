@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from barcodeflow.settings import Settings
 from producer.client import BatchProducer
 from producer.errors import KafkaUnavailable
-from producer.kafka_config import consumer_config
+from barcodeflow.kafka import consumer_config
 from schemas.errors import BarcodeflowError
 
 # skip reasons (keys of ReplayReport.skipped)

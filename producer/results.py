@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from barcodeflow.aio import cancel_and_wait
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable
-from producer.kafka_config import consumer_config
+from barcodeflow.kafka import consumer_config
 from schemas.validate import peek_batch_id
 
 log = logging.getLogger(__name__)

@@ -1,215 +1,271 @@
-"""Per-batch aggregation in pure code: no Kafka, no Faust, no clock of its own.
+"""Per-batch aggregation and the sink's commit points, in pure code: no Kafka, no clock of its own.
 
-The sink agent feeds records from the internal items topic to ``BatchAggregator.add`` and writes
-whatever it returns; a timer asks ``due`` which batches passed their deadline and feeds an
-``expire`` record for each back through the same topic, so every state change happens inside
-stream processing (Faust tables can only be changed there).
+The sink loop (``sink/app.py``) feeds every record of the internal items topic to
+``BatchAggregator.add`` with its partition and offset, asks ``due`` for runs past their deadline,
+writes the BatchResults they return, tells ``emitted`` once the broker acknowledged them, and then
+commits ``commit_points()``.
 
-Records (JSON objects; ``run`` identifies one publication of a request: its source
-partition and offset, so a redelivered request is the same run while a replay or re-submission
-with the same ``batch_id`` is a new one):
+Records (JSON objects, key = ``batch_id``; ``run`` identifies one publication of a request, its
+source partition and offset, so a redelivered request is the same run while a replay or a
+re-submission with the same ``batch_id`` is a new one):
 
-* ``{"kind": "open", "batch_id", "run", "total", "ids", "received_at", "deadline", "replay"}``
-* ``{"kind": "part", "batch_id", "run", "chunk", "results": [item result, ...]}``
-* ``{"kind": "expire", "batch_id", "run"}``
+* ``{"kind": "open", "batch_id", "run", "total", "ids", "received_at", "deadline", "replay", "results"}``
+  — ``results`` are the items answered at dispatch (invalid items, cache hits): a batch answered in
+  full from the cache is complete with its ``open`` record alone.
+* ``{"kind": "part", "batch_id", "run", "chunk", "deadline", "results": [item result, ...]}``
+* ``{"kind": "rejected", "batch_id", "run", "problems", "replay"}`` — a batch rejected as a whole.
+
+**Commit contract.** Per partition, the committed offset is the lowest offset of a record whose run is
+not emitted yet (the next offset to read when there is none): every record below it is reflected in
+results the broker acknowledged. Images live in memory only; a restarted sink rebuilds its runs by
+reading again from the committed offset. The runs already emitted above that offset are listed in
+the commit's metadata (the offsets of their first records), so a restart does not emit them again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.errors import ErrorCode
+import orjson
 
-SEP = "|"
-DONE_RETENTION_MS = 3_600_000  # late or redelivered parts of a finished run are recognised this long
-ORPHAN_TTL_MS = 600_000  # parts whose "open" never arrived are dropped after this long
+from schemas.results import assemble, rejected, timeout_item
 
-
-def run_key(batch_id: str, run: str) -> str:
-    return f"{batch_id}{SEP}{run}"
+METADATA_PREFIX = "done1:"
+METADATA_LIMIT = 4000  # the broker's offset.metadata.max.bytes defaults to 4096
 
 
-def part_key(rkey: str, chunk: str) -> str:
-    return f"{rkey}{SEP}part{SEP}{chunk}"
+class BadRecord(ValueError):
+    """An items record the sink cannot read (not JSON, a field missing or of the wrong type)."""
 
 
-def is_part_key(key: str) -> bool:
-    return f"{SEP}part{SEP}" in key
+@dataclass
+class Run:
+    batch_id: str
+    partition: int
+    first_offset: int
+    deadline: int
+    open: dict[str, Any] | None = None
+    chunks: set[str] = field(default_factory=set)
+    results: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    pending: bool = False  # its result was handed out, the broker's ack is awaited
+    done_at: int | None = None  # its result is acknowledged
 
 
-def timeout_item(index: int, item_id: str | None, timeout_s: float) -> dict[str, Any]:
-    return {
-        "index": index,
-        "id": item_id,
-        "success": False,
-        "cached": False,
-        "generation_time_ms": 0.0,
-        "error": {
-            "code": ErrorCode.TIMEOUT.value,
-            "message": f"item not rendered within the batch deadline of {timeout_s:g} s",
-        },
-    }
+@dataclass(frozen=True)
+class Emission:
+    run_key: str
+    batch_id: str
+    result: dict[str, Any]
+    timed_out: bool
 
 
-def summarize(results: Iterable[Mapping[str, Any]], total_time_ms: float) -> dict[str, Any]:
-    rs = list(results)
-    ok = sum(1 for r in rs if r.get("success"))
-    total = len(rs)
-    return {
-        "total": total,
-        "successful": ok,
-        "failed": total - ok,
-        "cached": sum(1 for r in rs if r.get("cached")),
-        "total_time_ms": round(total_time_ms, 3),
-        "average_time_ms": round(total_time_ms / total, 3) if total else 0.0,
-    }
+def encode_done(low: int, offsets: Iterable[int], limit: int = METADATA_LIMIT) -> tuple[str, int]:
+    """Offsets (all >= ``low``) as base-36 deltas; returns the text and how many did not fit."""
+    parts: list[str] = []
+    size = len(METADATA_PREFIX)
+    prev = low
+    ordered = sorted(set(offsets))
+    for i, off in enumerate(ordered):
+        token = _b36(off - prev)
+        if size + len(token) + 1 > limit:
+            return METADATA_PREFIX + ",".join(parts), len(ordered) - i
+        parts.append(token)
+        size += len(token) + 1
+        prev = off
+    return METADATA_PREFIX + ",".join(parts), 0
 
 
-def assemble(
-    batch_id: str,
-    results: Iterable[Mapping[str, Any]],
-    *,
-    total_time_ms: float,
-    replay: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    ordered = sorted(results, key=lambda r: r["index"])
-    out: dict[str, Any] = {
-        "batch_id": batch_id,
-        "success": all(r.get("success") for r in ordered) and bool(ordered),
-        "results": ordered,
-        "summary": summarize(ordered, total_time_ms),
-    }
-    if replay:
-        out["replay"] = dict(replay)
+def decode_done(low: int, metadata: str | None) -> set[int]:
+    if not metadata or not metadata.startswith(METADATA_PREFIX):
+        return set()
+    body = metadata[len(METADATA_PREFIX) :]
+    out: set[int] = set()
+    prev = low
+    try:
+        for token in filter(None, body.split(",")):
+            prev += int(token, 36)
+            out.add(prev)
+    except ValueError:
+        return set()
     return out
 
 
-def rejected(
-    batch_id: str, problems: list[dict[str, str]], *, replay: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The BatchResult for a batch rejected as a whole (so a waiting client gets an answer)."""
-    out = assemble(batch_id, [], total_time_ms=0.0, replay=replay)
-    out["success"] = False
-    out["error"] = {
-        "code": ErrorCode.INVALID_BATCH.value,
-        "message": "; ".join(f"{p['loc']}: {p['message']}" if p.get("loc") else p["message"] for p in problems),
-        "problems": problems,
-    }
-    return out
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
 
 
 class BatchAggregator:
-    """Accumulates item results per run in ``store`` (a Faust table in production, a dict in tests)."""
-
-    def __init__(self, store: MutableMapping[str, Any], *, timeout_s: float) -> None:
-        self.store = store
+    def __init__(self, *, timeout_s: float, done_retention_ms: int | None = None) -> None:
         self.timeout_s = timeout_s
-        self.ignored_late = 0
-        self.ignored_duplicates = 0
-        self._emitted: list[tuple[str, list[str], int, bool]] = []
+        # done runs are remembered to recognise late parts; a part arriving later still does no harm
+        # (a part without its open record is dropped at its deadline)
+        self.done_retention_ms = done_retention_ms or int(3 * timeout_s * 1000) + 60_000
+        self.runs: dict[str, Run] = {}
+        self.next_offset: dict[int, int] = {}
+        self.skip: dict[int, set[int]] = {}
+        self.stats: Counter[str] = Counter()
+
+    # -- partitions -----------------------------------------------------------------------------
+    def assign(self, partition: int, committed: int | None, metadata: str | None) -> None:
+        """A partition this sink now reads, from ``committed`` with the commit's ``metadata``."""
+        self.revoke(partition)
+        self.skip[partition] = decode_done(committed, metadata) if committed is not None else set()
+
+    def revoke(self, partition: int) -> None:
+        for key in [k for k, r in self.runs.items() if r.partition == partition]:
+            del self.runs[key]
+        self.next_offset.pop(partition, None)
+        self.skip.pop(partition, None)
 
     # -- add ------------------------------------------------------------------------------------
-    def add(self, record: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
-        """Apply one record; return the BatchResults that became complete (zero or one)."""
-        kind = record.get("kind")
-        rkey = run_key(str(record["batch_id"]), str(record["run"]))
-        stored = self.store.get(rkey)
-        if stored is None:
-            meta: dict[str, Any] = {"open": None, "chunks": {}, "first_seen": now_ms, "done": False}
-        else:  # a copy: the store changes only by assignment (a Faust table writes its changelog then)
-            chunks = stored.get("chunks") or {}
-            meta = {**stored, "chunks": dict(chunks) if isinstance(chunks, Mapping) else list(chunks)}
-        if meta.get("done"):
-            if kind == "expire":
-                if now_ms - meta.get("done_at", 0) >= DONE_RETENTION_MS:
-                    self._drop(rkey, meta)
-            else:
-                self.ignored_late += 1
+    def add(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> list[Emission]:
+        """Apply one record; returns the BatchResults that became complete (zero or one).
+
+        Raises ``BadRecord`` for a record it cannot read (the offset counts as read all the same)."""
+        self.next_offset[partition] = offset + 1
+        try:
+            record = orjson.loads(value or b"")
+        except orjson.JSONDecodeError as exc:
+            self.stats["bad_records"] += 1
+            raise BadRecord(f"items record p{partition}@{offset}: {exc!r}") from None
+        return self.apply(partition, offset, record, now_ms)
+
+    def apply(self, partition: int, offset: int, record: Any, now_ms: int) -> list[Emission]:
+        """``add`` for a record already decoded."""
+        self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
+        try:
+            kind = record["kind"]
+            batch_id = str(record["batch_id"])
+            rkey = f"{batch_id}|{record['run']}"
+            deadline = int(record.get("deadline") or now_ms + self.timeout_s * 1000)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.stats["bad_records"] += 1
+            raise BadRecord(f"items record p{partition}@{offset}: {exc!r}") from None
+        run = self.runs.get(rkey)
+        if run is None:
+            run = self.runs[rkey] = Run(batch_id, partition, offset, deadline)
+            if offset in self.skip.get(partition, ()):  # emitted before this sink (re)started
+                run.done_at = now_ms
+        if run.done_at is not None or run.pending:
+            self.stats["late"] += 1
             return []
-        if kind == "open":
-            if meta["open"] is not None:
-                self.ignored_duplicates += 1
-                return []
-            meta["open"] = {k: record[k] for k in ("total", "ids", "received_at", "deadline", "replay")}
-        elif kind == "part":
-            chunk = str(record["chunk"])
-            if chunk in meta["chunks"]:
-                self.ignored_duplicates += 1
-                return []
-            self.store[part_key(rkey, chunk)] = list(record["results"])
-            meta["chunks"][chunk] = len(record["results"])
-        elif kind == "expire":
-            if meta["open"] is None:
-                if now_ms - meta["first_seen"] >= ORPHAN_TTL_MS:
-                    self._drop(rkey, meta)
-                return []
-            if now_ms < meta["open"]["deadline"]:
-                return []
-            return [self._flush(rkey, meta, now_ms, timed_out=True)]
-        else:
-            raise ValueError(f"unknown record kind {kind!r}")
-        if meta["open"] is not None and sum(meta["chunks"].values()) >= meta["open"]["total"]:
-            return [self._flush(rkey, meta, now_ms, timed_out=False)]
-        self.store[rkey] = meta
+        try:
+            if kind == "rejected":
+                result = rejected(batch_id, list(record["problems"]), replay=record.get("replay"))
+                return [self._emit(rkey, run, result, timed_out=False)]
+            if kind == "open":
+                if run.open is None:
+                    run.open = {k: record[k] for k in ("total", "ids", "received_at", "replay")}
+                    run.deadline = int(record["deadline"])
+                else:  # the request read again after a worker crash: its first deadline stands
+                    self.stats["duplicates"] += 1
+                # a redelivered request's open record can carry items the first one did not (rendered
+                # and cached meanwhile): results are deterministic, so every copy is merged
+                for item in record.get("results") or ():
+                    run.results.setdefault(int(item["index"]), item)
+            elif kind == "part":
+                if not self._take(run, str(record["chunk"]), record["results"]):
+                    return []
+            else:
+                raise BadRecord(f"items record p{partition}@{offset}: unknown kind {kind!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            self.stats["bad_records"] += 1
+            raise BadRecord(f"items record p{partition}@{offset}: {exc!r}") from None
+        if run.open is not None and len(run.results) >= int(run.open["total"]):
+            return [self._flush(rkey, run, now_ms, timed_out=False)]
         return []
 
+    def _take(self, run: Run, chunk: str, results: Iterable[Mapping[str, Any]]) -> bool:
+        if chunk in run.chunks:
+            self.stats["duplicates"] += 1
+            return False
+        run.chunks.add(chunk)
+        for item in results:
+            run.results.setdefault(int(item["index"]), item)
+        return True
+
     # -- flush ----------------------------------------------------------------------------------
-    def _flush(self, rkey: str, meta: dict[str, Any], now_ms: int, *, timed_out: bool) -> dict[str, Any]:
-        """Build the BatchResult; the run is only marked done by ``finalize``, once it was written."""
-        opened = meta["open"]
-        by_index: dict[int, dict[str, Any]] = {}
-        for chunk in meta["chunks"]:
-            for item in self.store.get(part_key(rkey, chunk)) or ():
-                by_index.setdefault(int(item["index"]), item)
+    def due(self, now_ms: int, caught_up: Callable[[int], bool]) -> list[Emission]:
+        """Runs past their deadline, emitted with their missing items as ``timeout``.
+
+        Only on partitions read up to their end (``caught_up``): a sink reading a backlog (after a
+        restart) must not time out a run whose parts are still ahead of it. Parts whose ``open``
+        record never came (late parts of a run emitted before a restart) are dropped at their
+        deadline; done runs are forgotten after ``done_retention_ms``."""
+        out: list[Emission] = []
+        for rkey, run in list(self.runs.items()):
+            if run.done_at is not None:
+                if now_ms - run.done_at >= self.done_retention_ms:
+                    del self.runs[rkey]
+                continue
+            if run.pending or now_ms < run.deadline or not caught_up(run.partition):
+                continue
+            if run.open is None:
+                self.stats["orphans"] += 1
+                del self.runs[rkey]
+                continue
+            out.append(self._flush(rkey, run, now_ms, timed_out=True))
+        return out
+
+    def _flush(self, rkey: str, run: Run, now_ms: int, *, timed_out: bool) -> Emission:
+        opened = run.open
+        assert opened is not None  # noqa: S101 - callers check
         ids = opened["ids"]
-        for index in range(opened["total"]):
-            if index not in by_index:
-                by_index[index] = timeout_item(index, ids[index] if index < len(ids) else None, self.timeout_s)
-        batch_id = rkey.split(SEP, 1)[0]
+        items = dict(run.results)
+        for index in range(int(opened["total"])):
+            if index not in items:
+                items[index] = timeout_item(index, ids[index] if index < len(ids) else None, self.timeout_s)
         result = assemble(
-            batch_id,
-            by_index.values(),
+            run.batch_id,
+            items.values(),
             total_time_ms=max(0.0, float(now_ms - opened["received_at"])),
             replay=opened.get("replay"),
         )
-        self._emitted.append((rkey, list(meta["chunks"]), now_ms, timed_out))
-        return result
+        return self._emit(rkey, run, result, timed_out=timed_out)
 
-    def finalize(self) -> None:
-        """Mark the runs whose results ``add`` returned as done and drop their parts.
+    def _emit(self, rkey: str, run: Run, result: dict[str, Any], *, timed_out: bool) -> Emission:
+        run.pending = True
+        run.results = {}
+        self.stats["timed_out" if timed_out else "completed"] += 1
+        return Emission(rkey, run.batch_id, result, timed_out)
 
-        Call it only after those results are safely written (the sink awaits the broker's ack): a
-        crash before that leaves the parts in place, so the redelivered record emits the same result
-        again (an identical duplicate) instead of the run being done with no result out.
-        The done marker is written before the parts are dropped: a crash in between leaves parts
-        behind (listed in the marker, dropped when it is purged), never a half-emptied open run.
-        """
-        for rkey, chunks, now_ms, timed_out in self._emitted:
-            self.store[rkey] = {"done": True, "done_at": now_ms, "timed_out": timed_out, "chunks": chunks}
-            for chunk in chunks:
-                self.store.pop(part_key(rkey, chunk), None)
-        self._emitted.clear()
+    def emitted(self, emissions: Iterable[Emission], now_ms: int) -> None:
+        """The broker acknowledged these results: their runs are done."""
+        for e in emissions:
+            run = self.runs.get(e.run_key)
+            if run is not None:
+                run.pending = False
+                run.done_at = now_ms
 
-    def _drop(self, rkey: str, meta: Mapping[str, Any]) -> None:
-        for chunk in meta.get("chunks") or ():
-            self.store.pop(part_key(rkey, chunk), None)
-        self.store.pop(rkey, None)
-
-    # -- due ------------------------------------------------------------------------------------
-    def due(self, now_ms: int) -> list[tuple[str, str]]:
-        """(batch_id, run) of runs whose deadline passed, orphans to drop, and done markers to purge."""
-        out = []
-        for key, meta in list(self.store.items()):
-            if is_part_key(key) or not isinstance(meta, Mapping):
+    # -- commit ---------------------------------------------------------------------------------
+    def commit_points(self) -> dict[int, tuple[int, str]]:
+        """Per partition read: (offset to commit, metadata listing the runs emitted above it)."""
+        low = dict(self.next_offset)
+        done: dict[int, list[int]] = {p: [] for p in low}
+        for run in self.runs.values():
+            p = run.partition
+            if p not in low:
                 continue
-            if meta.get("done"):
-                expired = now_ms - meta.get("done_at", 0) >= DONE_RETENTION_MS
-            elif meta.get("open") is None:
-                expired = now_ms - meta.get("first_seen", now_ms) >= ORPHAN_TTL_MS
+            if run.done_at is None:
+                low[p] = min(low[p], run.first_offset)
             else:
-                expired = now_ms >= meta["open"]["deadline"]
-            if expired:
-                batch_id, run = key.split(SEP, 1)
-                out.append((batch_id, run))
+                done[p].append(run.first_offset)
+        out: dict[int, tuple[int, str]] = {}
+        for p, offset in low.items():
+            skip = self.skip.get(p)
+            if skip:
+                skip.difference_update([o for o in skip if o < offset])
+            listed = [o for o in done[p] if o >= offset] + list(skip or ())
+            metadata, dropped = encode_done(offset, listed)
+            self.stats["metadata_dropped"] += dropped
+            out[p] = (offset, metadata)
         return out

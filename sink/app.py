@@ -1,16 +1,13 @@
-"""The sink: a Faust app that aggregates item results per batch and emits one BatchResult.
+"""The sink: a plain aiokafka consumer loop that aggregates item results per run and emits one
+BatchResult per run on ``barcode.results``.
 
-State lives in a Faust table (changelog-backed, so a restarted sink resumes where it stopped);
-the logic is ``sink.aggregate.BatchAggregator``. A timer finds runs past their deadline and sends an
-``expire`` record through the items topic, so every table change happens in stream context and on
-the batch's own partition.
-
-Offsets of the items topic are committed only once the broker acknowledged every changelog write
-made before (``SinkApp``). Faust flushes its producer before committing, but that flush can return
-early: ``ProducerBuffer.flush_atmost`` gives up after 0.1 s without a send, and a message already
-taken off its queue but not yet handed to aiokafka is not counted at all. A SIGKILL then left an
-offset committed whose table change never reached the changelog (D6 in RELIABILITY.md: a recovered
-run missing a part, its items reported as ``timeout``).
+One iteration: read records, apply them to the pure ``BatchAggregator``, write the results that
+became complete (or passed their deadline), wait for the broker's acks, then commit
+``aggregator.commit_points()``. Our code owns the commit, so a committed offset always means
+"reflected in an acknowledged result" — Faust's acknowledgement of records its agent never saw
+(faust-streaming #527, #596/#629; RELIABILITY.md D6) cannot happen here. A restarted sink reads again
+from the committed offsets (the low watermark of the runs not yet emitted) and rebuilds those runs in
+memory; nothing is kept in a changelog.
 """
 
 from __future__ import annotations
@@ -20,176 +17,175 @@ import logging
 import time
 from typing import Any
 
-import faust
 import orjson
-from faust.types import FutureMessage
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
+from barcodeflow.aio import cancel_and_wait
+from barcodeflow.kafka import consumer_config, group_config, producer_config, send_until_acked
 from barcodeflow.settings import Settings
-from sink.aggregate import BatchAggregator
-from sink.offsets import OffsetMarks
-from stream_app.faust_config import faust_config
-from stream_app.stall import seek_back, watch_for_stalls
+from sink.aggregate import BadRecord, BatchAggregator, Emission
 
 log = logging.getLogger(__name__)
 
-EXPIRE_RESEND_MS = 5_000
-REREAD_REPEAT_S = 2.0  # records fetched before a seek back keep arriving for a moment: one seek per gap
-CHANGELOG_ACK_TIMEOUT_S = 60.0  # no broker ack for a table write this long: the commit fails, nothing moves on
+DUE_EVERY_MS = 100
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SinkApp(faust.App):
-    """The sink's Faust app: its producer's ``flush`` (what Faust awaits right before committing offsets)
-    also waits until the broker acknowledged every changelog write of the table made so far."""
+class Sink:
+    def __init__(self, settings: Settings, *, client_id: str = "barcodeflow-sink") -> None:
+        self.settings = settings
+        self.topic = settings.topics.items
+        self.group_id = f"{settings.app_id}-sink"
+        self.consumer = AIOKafkaConsumer(
+            **consumer_config(settings, client_id), **group_config(settings), group_id=self.group_id
+        )
+        self.producer = AIOKafkaProducer(**producer_config(settings, client_id))
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id=client_id)
+        self.aggregator = BatchAggregator(timeout_s=settings.batch_timeout_s)
+        self.lock = asyncio.Lock()  # one iteration, or one rebalance step, at a time
+        self.emitted = 0
+        self._last_commit: dict[int, tuple[int, str]] = {}
+        self._due_at = 0
 
-    aggregator: BatchAggregator
-    offsets: OffsetMarks
-    table: TrackedTable
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.producer.start()
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        await self.consumer.start()
 
-    def _new_producer(self) -> Any:
-        producer = super()._new_producer()
-        faust_flush = producer.flush
+    async def stop(self) -> None:
+        try:
+            async with self.lock:
+                await self.commit()
+        except KafkaError as exc:
+            log.warning("sink: final commit failed (%r); a restart reads those records again", exc)
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.admin.close()
 
-        async def flush() -> None:
-            await faust_flush()
-            if getattr(self, "table", None) is not None:
-                await self.table.settle(CHANGELOG_ACK_TIMEOUT_S)
-
-        producer.flush = flush  # type: ignore[method-assign]
-        return producer
-
-
-class TrackedTable(faust.Table):
-    """A Faust table that knows which of its changelog writes the broker has not acknowledged yet."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unacked: set[FutureMessage] = set()
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
-        fut = super().send_changelog(*args, **kwargs)
-        self.unacked.add(fut)
-        fut.add_done_callback(self.unacked.discard)
-        return fut
-
-    async def settle(self, timeout: float) -> None:
-        """Wait for every write made so far; raises (so no offset is committed) if one failed or hangs."""
-        pending = list(self.unacked)
-        if pending:
-            await asyncio.wait_for(asyncio.gather(*pending), timeout)
-
-
-def create_sink_app(settings: Settings, **overrides: Any) -> SinkApp:
-    # the table (and its changelog) stores JSON; the topics carry our own raw JSON bytes
-    conf = {**faust_config(settings, "sink"), "key_serializer": "json", "value_serializer": "json"}
-    app = SinkApp(**{**conf, **overrides})
-    t = settings.topics
-    items = app.topic(t.items, partitions=settings.topic_partitions, key_serializer="raw", value_serializer="raw")
-    results = app.topic(t.results, partitions=settings.topic_partitions, key_serializer="raw", value_serializer="raw")
-    table = TrackedTable(
-        app, name="batches", default=None, beacon=app.tables.beacon, partitions=settings.topic_partitions
-    )
-    app.tables.add(table)
-    app.table = table
-    app.aggregator = BatchAggregator(table, timeout_s=settings.batch_timeout_s)
-    stall_watch = watch_for_stalls(app, [t.items], after_s=settings.stall_reread_s)
-    app.stall_watch = stall_watch  # type: ignore[attr-defined]
-    expire_sent: dict[tuple[str, str], int] = {}
-    app.offsets = OffsetMarks(table)
-    stats = {"emitted": 0, "bad_records": 0, "duplicates": 0, "rereads": 0}
-    app.bf_stats = stats  # type: ignore[attr-defined]
-
-    async def write_result(result: dict[str, Any]) -> None:
-        """Send and wait for the broker's ack; retried until it comes (never move past an unwritten result)."""
-        value = orjson.dumps(result)
-        backoff = 0.5
+    async def run(self) -> None:
         while True:
-            try:
-                await (await results.send(key=result["batch_id"].encode(), value=value))
-                return
-            except Exception as exc:  # noqa: BLE001 - KafkaError, timeouts: the broker, not the record
-                log.warning("sink: result of %s not written (%r); retrying in %.1f s", result["batch_id"], exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            batches = await self.consumer.getmany(timeout_ms=DUE_EVERY_MS, max_records=1000)
+            async with self.lock:
+                await self.step(batches, now_ms())
 
-    async def handle(event: faust.EventT) -> None:
-        try:
-            record = orjson.loads(event.value)
-            done = app.aggregator.add(record, now_ms())
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            stats["bad_records"] += 1
-            log.error("sink: skipping unreadable record p%s@%s: %r",
-                      event.message.partition, event.message.offset, exc)  # fmt: skip
+    # -- one iteration --------------------------------------------------------------------------
+    async def step(self, batches: dict[TopicPartition, list[Any]], now: int) -> None:
+        assigned = self.consumer.assignment()
+        out: list[Emission] = []
+        for tp, records in batches.items():
+            if tp not in assigned:  # fetched before a revocation: the new owner reads them
+                continue
+            for rec in records:
+                try:
+                    out += self.aggregator.add(tp.partition, rec.offset, rec.value, now)
+                except BadRecord as exc:
+                    self.on_bad_record(exc)
+        if now - self._due_at >= DUE_EVERY_MS:
+            self._due_at = now
+            out += self.aggregator.due(now, self.caught_up)
+        if out:
+            await self.write(out)
+            self.aggregator.emitted(out, now_ms())
+        await self.commit()
+
+    def on_bad_record(self, exc: BadRecord) -> None:
+        """Error policy for unreadable internal records: logged, counted, passed over (they cannot
+        become readable by reading them again)."""
+        log.error("sink: skipping %s", exc)
+
+    def caught_up(self, partition: int) -> bool:
+        hw = self.consumer.highwater(TopicPartition(self.topic, partition))
+        return hw is not None and self.aggregator.next_offset.get(partition, 0) >= hw
+
+    async def write(self, emissions: list[Emission]) -> None:
+        await asyncio.gather(
+            *(
+                send_until_acked(
+                    self.producer,
+                    self.settings.topics.results,
+                    orjson.dumps(e.result),
+                    key=e.batch_id.encode(),
+                    what=f"result of {e.batch_id}",
+                )
+                for e in emissions
+            )
+        )
+        self.emitted += len(emissions)
+
+    async def commit(self, partitions: set[int] | None = None) -> None:
+        points = self.aggregator.commit_points()
+        todo = {
+            TopicPartition(self.topic, p): OffsetAndMetadata(offset, meta)
+            for p, (offset, meta) in points.items()
+            if self._last_commit.get(p) != (offset, meta) and (partitions is None or p in partitions)
+        }
+        if not todo:
             return
-        if record.get("kind") == "expire":
-            expire_sent.pop((str(record["batch_id"]), str(record["run"])), None)
-        for result in done:
-            # the broker's ack comes before the run is marked done in the table: a crash in between
-            # redelivers this record and emits the same result again, never none
-            await write_result(result)
-            stats["emitted"] += 1
-        app.aggregator.finalize()
-
-    last_reread: dict[Any, tuple[int, float]] = {}
-
-    async def read_again(event: faust.EventT, expected: int) -> bool:
-        """Records ``expected``..offset-1 were never processed here: seek back to them (once per gap and
-        ``REREAD_REPEAT_S``; records fetched before the seek keep arriving meanwhile and are passed over).
-        Returns True when this record is the next readable one after all: the records before it were
-        deleted (retention) before the sink read them, which is logged as an error."""
-        tp, offset = event.message.tp, event.message.offset
-        consumer: Any = app.consumer
-        earliest = (await consumer.earliest_offsets(tp)).get(tp)
-        start = max(expected, earliest or 0)
-        if start > expected:
-            log.error("sink: %s[%s] offsets %s..%s were deleted before the sink read them",
-                      tp.topic, tp.partition, expected, start - 1)  # fmt: skip
-        if start >= offset:
-            return True
-        target, at = last_reread.get(tp, (-1, 0.0))
-        if target == start and time.monotonic() - at < REREAD_REPEAT_S:
-            return False
-        last_reread[tp] = (start, time.monotonic())
-        stats["rereads"] += 1
-        log.warning("sink: %s[%s] delivered offset %s but %s..%s were never processed here; reading again from %s",
-                    tp.topic, tp.partition, offset, start, offset - 1, start)  # fmt: skip
-        await seek_back(consumer, {tp: start})
-        return False
-
-    @app.agent(items)
-    async def aggregate(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
-            admission = app.offsets.admit(msg.partition, msg.offset)
-            if admission.verdict == "duplicate":
-                stats["duplicates"] += 1
-                continue
-            if admission.verdict == "gap":
-                assert admission.expected is not None  # noqa: S101
-                if not await read_again(event, admission.expected):
-                    continue
-            try:
-                await handle(event)
-            except Exception:  # noqa: BLE001 - a bad record never stops the sink
-                log.exception("sink: record p%s@%s failed", msg.partition, msg.offset)
-            app.offsets.processed(msg.partition, msg.offset)
-
-    async def send_expiries(now: int) -> None:
-        for batch_id, run in app.aggregator.due(now):
-            if now - expire_sent.get((batch_id, run), 0) < EXPIRE_RESEND_MS:
-                continue
-            record = {"kind": "expire", "batch_id": batch_id, "run": run}
-            await items.send(key=batch_id.encode(), value=orjson.dumps(record))
-            expire_sent[(batch_id, run)] = now
-
-    @app.timer(0.5)
-    async def expire() -> None:
         try:
-            await send_expiries(now_ms())
-        except Exception:  # noqa: BLE001 - an exception escaping a Faust timer crashes the app; next round retries
-            log.exception("sink: sending expire records failed; retrying")
+            await self.consumer.commit(todo)
+        except (CommitFailedError, IllegalStateError) as exc:  # a rebalance took the partitions
+            log.info("sink: commit skipped (%r); the partitions' new owner reads from the last commit", exc)
+            return
+        self._last_commit.update({tp.partition: (om.offset, om.metadata) for tp, om in todo.items()})
 
-    return app
+    # -- rebalance ------------------------------------------------------------------------------
+    async def revoked(self, tps: set[TopicPartition]) -> None:
+        mine = {tp.partition for tp in tps if tp.topic == self.topic}
+        async with self.lock:
+            try:
+                await self.commit(mine)
+            except KafkaError as exc:
+                log.warning("sink: commit at revocation failed (%r)", exc)
+            for p in mine:
+                self.aggregator.revoke(p)
+                self._last_commit.pop(p, None)
+
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        mine = sorted((tp for tp in tps if tp.topic == self.topic), key=lambda tp: tp.partition)
+        try:
+            committed = await self.admin.list_consumer_group_offsets(self.group_id, partitions=mine)
+        except KafkaError as exc:  # reading on without the list: runs emitted above it are emitted again
+            log.warning("sink: committed offsets not readable (%r); results may be emitted again", exc)
+            committed = {}
+        async with self.lock:
+            for tp in mine:
+                om = committed.get(tp)
+                offset = om.offset if om is not None and om.offset >= 0 else None
+                self.aggregator.assign(tp.partition, offset, om.metadata if om is not None else None)
+        log.info("sink: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in mine) or "nothing")
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.sink.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.sink.assigned(assigned)
+
+
+async def run_sink(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set; the final commit covers every acknowledged result."""
+    sink = Sink(settings)
+    await sink.start()
+    log.info("sink: reading %s, writing %s", sink.topic, settings.topics.results)
+    loop_task = asyncio.create_task(sink.run(), name="sink-loop")
+    stop_task = asyncio.create_task(stop.wait(), name="sink-stop")
+    try:
+        await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if loop_task.done():
+            loop_task.result()  # a crash of the loop ends the process (and a supervisor restarts it)
+    finally:
+        await cancel_and_wait(loop_task)
+        await cancel_and_wait(stop_task)
+        await sink.stop()

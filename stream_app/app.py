@@ -1,73 +1,134 @@
-"""The render worker: a Faust app with two agents, wired by ``create_worker_app(settings)``.
+"""The render worker, wired by ``create_worker_app(settings)``: a Faust app whose ``render`` agent
+renders tasks, fed by the intake loop (``stream_app.intake``) through an in-memory channel.
 
-* ``dispatch`` (``barcode.requests``): decode and validate a batch once, plan it into render tasks.
-  A message that is not a valid batch goes to ``barcode.requests.dlq`` with its original bytes and
-  the reason; when its ``batch_id`` can be read, a failed BatchResult is published too.
-* ``render`` (``barcode.render.tasks``): cache lookup, render misses in the process pool, emit a part.
-
-Both agents run with concurrency 1. faust-streaming #606: with ``concurrency>1`` an offset can be
-committed past a message still in flight, losing it on a crash. Parallelism comes instead from
-``stream.take_events`` (several tasks rendered at once, all acknowledged only after all are done)
-over a process pool, and from more worker processes in the consumer group.
-
-Every exception is caught per message (an exception escaping an agent still acknowledges it).
+Kafka offsets are only ever committed by the intake, once a request's output is acknowledged, so the
+agent can run with any concurrency: faust-streaming #606 (offsets committed past messages still in
+flight with ``concurrency>1``) concerns topic-fed agents, and a channel has no offsets. Rendering is
+CPU-bound and runs in a process pool (``RENDER_CONCURRENCY`` processes), never on the event loop;
+the agent runs twice as many actors as the pool has processes, so every process always has a task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from barcodeflow.aio import cancel_and_wait
+from barcodeflow.kafka import consumer_config, group_config, producer_config
 from barcodeflow.settings import Settings
-from schemas.errors import BatchValidationError, ErrorCode, RenderFailed
-from schemas.validate import parse_batch, peek_batch_id
-from sink.aggregate import rejected
+from schemas.errors import RenderFailed
 from stream_app.cache import TwoLevelCache, redis_client
 from stream_app.faust_config import faust_config
-from stream_app.pipeline import cached_result, failed_part, plan_batch, render_task
+from stream_app.intake import Intake
+from stream_app.pipeline import failed_part, render_task
 from stream_app.pool import RenderPool
-from stream_app.stall import watch_for_stalls
 
 log = logging.getLogger(__name__)
 
+AGENT_TIMEOUT_MARGIN_S = 30.0
+LOST_JOB_S = 1.0
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+
+@dataclass
+class RenderJob:
+    task: dict[str, Any]
+    part: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    started: bool = False
+    sent_at: float = 0.0
+
+    def finish(self, part: dict[str, Any]) -> None:
+        if not self.part.done():
+            self.part.set_result(part)
 
 
 class WorkerApp(faust.App):
-    """The Faust app plus the resources its agents use; the lifecycle hooks own them."""
+    """The Faust app plus the resources its agent and the intake use; the lifecycle hooks own them."""
 
     bf_settings: Settings
     pool: RenderPool
     render_cache: TwoLevelCache
+    jobs: Any
+    intake: Intake
+    intake_task: asyncio.Task[None] | None = None
+    actors: int = 1
+    actors_busy: int = 0
+    last_pickup: float = 0.0
+    jobs_resent: int = 0
 
     async def on_start(self) -> None:
         await super().on_start()
         self.pool.start()
         self.render_cache.redis = redis_client(self.bf_settings.redis_url, self.bf_settings.cache_timeout_ms)
 
+    async def start_intake(self) -> None:
+        s = self.bf_settings
+        consumer = AIOKafkaConsumer(
+            **consumer_config(s, "barcodeflow-intake"), **group_config(s), group_id=f"{s.app_id}-intake"
+        )
+        producer = AIOKafkaProducer(**producer_config(s, "barcodeflow-worker"))
+        self.intake = Intake(s, consumer=consumer, producer=producer, cache=self.render_cache, render=self.render)
+        await producer.start()
+        consumer.subscribe([s.topics.requests], listener=self.intake.listener())
+        await consumer.start()
+        self.intake_task = asyncio.create_task(self.intake.run(), name="intake")
+        self.intake_task.add_done_callback(self._intake_ended)
+
+    def _intake_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("intake loop crashed: %r; stopping the worker", task.exception())
+            asyncio.ensure_future(self.stop())
+
+    async def render(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Hand ``tasks`` to the render agent; their parts, in order.
+
+        Faust clears the queues of its channels and streams when it resumes its flow after a rebalance of
+        its own consumer group (``FlowControlQueue(clear_on_resume=True)`` in ``faust/channels.py``; the
+        root cause of records acknowledged unseen, RELIABILITY.md D6): a job waiting in the channel then
+        silently disappears. A job not picked up while an actor stood idle for ``LOST_JOB_S`` is therefore
+        sent again (a job rendered twice costs CPU, never correctness: the first part wins). A task the agent
+        has not answered by the batch deadline plus a margin fails visibly (``render_failed``)."""
+        loop = asyncio.get_running_loop()
+        jobs = [RenderJob(task) for task in tasks]
+        for job in jobs:
+            await self._send_job(job)
+        give_up = loop.time() + self.bf_settings.batch_timeout_s + AGENT_TIMEOUT_MARGIN_S
+        while waiting := [j.part for j in jobs if not j.part.done()]:
+            await asyncio.wait(waiting, timeout=LOST_JOB_S)
+            now = loop.time()
+            if now >= give_up:
+                for job in jobs:
+                    if not job.part.done():
+                        log.error("render agent gave no answer for %s/%s", job.task["batch_id"], job.task["chunk"])
+                        job.finish(failed_part(job.task, RenderFailed("the render agent did not answer in time")))
+                break
+            if self.actors_busy < self.actors and now - self.last_pickup >= LOST_JOB_S:
+                for job in jobs:
+                    if not job.started and not job.part.done() and now - job.sent_at >= LOST_JOB_S:
+                        self.jobs_resent += 1
+                        log.warning("render job %s/%s was dropped by the channel; sending it again",
+                                    job.task["batch_id"], job.task["chunk"])  # fmt: skip
+                        await self._send_job(job)
+        return [job.part.result() for job in jobs]
+
+    async def _send_job(self, job: RenderJob) -> None:
+        job.sent_at = asyncio.get_running_loop().time()
+        await self.jobs.send(value=job)
+
     async def on_stop(self) -> None:
+        if self.intake_task is not None:
+            await cancel_and_wait(self.intake_task)
+            await self.intake.drain()
+            await self.intake.consumer.stop()
+            await self.intake.producer.stop()
         self.pool.stop()
         if self.render_cache.redis is not None:
             await self.render_cache.redis.aclose()
         await super().on_stop()
-
-
-def dlq_headers(code: str, reason: str, event: faust.EventT) -> list[tuple[str, bytes]]:
-    msg = event.message
-    return [
-        ("x-error-code", code.encode()),
-        ("x-error-reason", reason[:4000].encode("utf-8", "replace")),
-        ("x-source-topic", str(msg.topic).encode()),
-        ("x-source-partition", str(msg.partition).encode()),
-        ("x-source-offset", str(msg.offset).encode()),
-    ]
 
 
 def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
@@ -75,87 +136,29 @@ def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     app.bf_settings = settings
     app.pool = RenderPool(settings.render_concurrency)
     app.render_cache = TwoLevelCache(
-        None,
-        max_size=settings.cache_max_size,
-        ttl=settings.cache_default_ttl,
-        timeout_ms=settings.cache_timeout_ms,
+        None, max_size=settings.cache_max_size, ttl=settings.cache_default_ttl, timeout_ms=settings.cache_timeout_ms
     )
-    t = settings.topics
-    requests = app.topic(t.requests, partitions=settings.topic_partitions)
-    tasks = app.topic(t.tasks, partitions=settings.topic_partitions)
-    items = app.topic(t.items, partitions=settings.topic_partitions)
-    results = app.topic(t.results, partitions=settings.topic_partitions)
-    dlq = app.topic(t.dlq, partitions=settings.topic_partitions)
-    stall_watch = watch_for_stalls(app, [t.requests, t.tasks], after_s=settings.stall_reread_s)
-    app.stall_watch = stall_watch  # type: ignore[attr-defined]
-    stats = {"dispatched": 0, "answered_from_cache": 0, "dead_lettered": 0, "tasks": 0, "task_failures": 0}
-    app.bf_stats = stats  # type: ignore[attr-defined]
+    app.jobs = app.channel()
+    app.actors = 2 * max(1, settings.render_concurrency)
 
-    async def dead_letter(event: faust.EventT, code: str, reason: str) -> None:
-        stats["dead_lettered"] += 1
-        log.warning("DLQ %s p%s@%s: %s", code, event.message.partition, event.message.offset, reason[:200])
-        await dlq.send(key=event.message.key, value=event.value, headers=dlq_headers(code, reason, event))
-
-    async def handle_request(event: faust.EventT) -> None:
-        raw = event.value if isinstance(event.value, bytes) else b""
-        try:
-            req = parse_batch(raw, max_batch_size=settings.max_batch_size)
-        except BatchValidationError as exc:
-            await dead_letter(event, exc.code.value, str(exc))
-            batch_id = peek_batch_id(raw)
-            if batch_id is not None:
-                await results.send(key=batch_id.encode(), value=orjson.dumps(rejected(batch_id, exc.problems)))
-            return
-        msg = event.message
-        plan = plan_batch(
-            req, run=f"{msg.partition}:{msg.offset}", received_at_ms=now_ms(), timeout_s=settings.batch_timeout_s
-        )
-        key = plan.batch_id.encode()
-        done = await cached_result(req, plan, app.render_cache)
-        if done is not None:  # every item already rendered: answer now, no tasks, no aggregation
-            stats["answered_from_cache"] += 1
-            await results.send(key=key, value=orjson.dumps(done))
-            return
-        await items.send(key=key, value=orjson.dumps(plan.open))
-        if plan.rejected_items:
-            await items.send(key=key, value=orjson.dumps(plan.rejected_items))
-        for task in plan.tasks:
-            await tasks.send(key=f"{plan.batch_id}:{task['chunk']}".encode(), value=orjson.dumps(task))
-        stats["dispatched"] += 1
-
-    @app.agent(requests)
-    async def dispatch(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+    @app.agent(app.jobs, concurrency=app.actors)
+    async def render(jobs: faust.StreamT[RenderJob]) -> None:
+        async for job in jobs:
+            if job.part.done():  # sent again after a channel drop, and the first copy won
+                continue
+            job.started, app.last_pickup = True, asyncio.get_running_loop().time()
+            app.actors_busy += 1
             try:
-                await handle_request(event)
-            except Exception as exc:  # noqa: BLE001 - never let one message kill the agent; DLQ it
-                log.exception("dispatch failed")
-                await dead_letter(event, ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
+                part = await render_task(job.task, cache=app.render_cache, pool=app.pool)
+            except Exception as exc:  # noqa: BLE001 - error policy: the task's items fail, visibly
+                log.exception("render task %s/%s failed", job.task["batch_id"], job.task["chunk"])
+                part = failed_part(job.task, RenderFailed(f"internal error while rendering: {type(exc).__name__}"))
+            finally:
+                app.actors_busy -= 1
+            job.finish(part)
 
-    async def handle_task(event: faust.EventT) -> None:
-        try:
-            task = orjson.loads(event.value)
-        except orjson.JSONDecodeError as exc:
-            await dead_letter(event, ErrorCode.INTERNAL.value, f"unreadable render task: {exc}")
-            return
-        try:
-            part = await render_task(task, cache=app.render_cache, pool=app.pool)
-        except Exception as exc:  # noqa: BLE001 - the batch still completes: these items fail, visibly
-            log.exception("render task %s/%s failed", task.get("batch_id"), task.get("chunk"))
-            stats["task_failures"] += 1
-            part = failed_part(task, RenderFailed(f"internal error while rendering: {type(exc).__name__}"))
-        stats["tasks"] += 1
-        await items.send(key=str(task["batch_id"]).encode(), value=orjson.dumps(part))
-
-    @app.agent(tasks)
-    async def render(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, faust.Stream)  # noqa: S101 - take_events is not on the StreamT protocol
-        # a deep buffer keeps every pool process busy: all tasks taken are acknowledged together
-        async for events in stream.take_events(max(4, settings.render_concurrency * 16), within=0.005):
-            outcomes = await asyncio.gather(*(handle_task(e) for e in events), return_exceptions=True)
-            for e, outcome in zip(events, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    log.error("task p%s@%s: %r", e.message.partition, e.message.offset, outcome)
-                    await dead_letter(e, ErrorCode.INTERNAL.value, repr(outcome))
+    @app.task
+    async def intake() -> None:
+        await app.start_intake()
 
     return app

@@ -10,7 +10,7 @@ from typing import Any
 from schemas.models import BatchRequest
 from sink.aggregate import BatchAggregator
 from stream_app.cache import TwoLevelCache
-from stream_app.pipeline import plan_batch, render_task
+from stream_app.pipeline import answer_from_cache, plan_batch, render_task
 from stream_app.pool import Outcome, render_specs
 
 
@@ -33,17 +33,15 @@ async def run_batch(
     received = int(time.time() * 1000)
     t0 = time.perf_counter()
     plan = plan_batch(req, run="local", received_at_ms=received, timeout_s=timeout_s)
-    agg = BatchAggregator({}, timeout_s=timeout_s)
-    done = agg.add(plan.open, received)
-    if plan.rejected_items:
-        done += agg.add(plan.rejected_items, received)
-    for task in plan.tasks:
-        part = await render_task(task, cache=cache, pool=pool)
-        done += agg.add(part, received)
-    agg.finalize()
+    if plan.use_cache and plan.tasks:
+        hits = await cache.get_many(plan.keys())
+        answer_from_cache(plan, hits, include_metadata=req.options.include_metadata, lookup_ms=0.0)
+    agg = BatchAggregator(timeout_s=timeout_s)
+    records = [plan.open] + [await render_task(task, cache=cache, pool=pool) for task in plan.tasks]
+    done = [e for offset, record in enumerate(records) for e in agg.apply(0, offset, record, received)]
     if not done:  # cannot happen for a well-formed plan; keeps the contract "always a result"
         raise RuntimeError(f"batch {plan.batch_id} did not complete")
-    result = done[0]
+    result = done[0].result
     elapsed = (time.perf_counter() - t0) * 1000
     total = result["summary"]["total"]
     result["summary"]["total_time_ms"] = round(elapsed, 3)

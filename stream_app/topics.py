@@ -25,8 +25,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # one record per batch_id is enough: compacted, the latest result per batch wins
         NewTopic(t.results, n, 1, topic_configs={**big, "cleanup.policy": "compact"}),
         NewTopic(t.dlq, n, 1, topic_configs={**big, "retention.ms": str(4 * WEEK_MS)}),
-        NewTopic(t.tasks, n, 1, topic_configs=big),
-        # keyed by batch_id like the requests: co-partitioned with the sink's table changelog
+        # keyed by batch_id: every record of a batch on one partition, in order (the sink's commit contract)
         NewTopic(t.items, n, 1, topic_configs=big),
     ]
 

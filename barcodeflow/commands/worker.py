@@ -66,13 +66,28 @@ def supervise(n: int, settings: Settings) -> int:
 
 
 def run_sink(args: argparse.Namespace) -> int:
-    from sink.app import create_sink_app
+    from sink.app import run_sink as sink_main
+    from stream_app.topics import ensure_topics
 
-    return run_faust_app(create_sink_app(args.settings), args.settings, _level(args))
+    settings: Settings = args.settings
+    logging.basicConfig(
+        level=_level(args).upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        await ensure_topics(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await sink_main(settings, stop)
+
+    asyncio.run(main())
+    return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    w = sub.add_parser("worker", help="run the render worker (Faust agents: dispatch, render)")
+    w = sub.add_parser("worker", help="run the render worker (intake loop + Faust render agent)")
     w.add_argument(
         "--concurrency",
         type=int,
@@ -86,5 +101,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="worker processes to run in the consumer group (each with its own render pool)",
     )
     w.set_defaults(func=run_worker)
-    s = sub.add_parser("sink", help="run the sink (aggregates item results into BatchResults)")
+    s = sub.add_parser("sink", help="run the sink (aggregates item results into BatchResults; an aiokafka loop)")
     s.set_defaults(func=run_sink)

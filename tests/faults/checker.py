@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from barcodeflow.settings import Settings
-from producer.kafka_config import consumer_config
+from barcodeflow.kafka import consumer_config
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +322,9 @@ class Report:
         return "\n".join(parts)
 
 
+SWEEP_MARGIN_S = 2.0  # the sink sweeps every 0.1 s; the margin covers a loaded machine
+
+
 class ResultsChecker(TopicFollower):
     """Follows ``barcode.results`` from the beginning and analyses it against the expected batches."""
 
@@ -373,6 +376,18 @@ class ResultsChecker(TopicFollower):
     def first_arrival(self, batch_id: str) -> float | None:
         recs = self.originals(batch_id)
         return min(r.arrived for r in recs) if recs else None
+
+    async def drain(self, quiet_s: float = 2.0, timeout: float = 30.0) -> None:
+        """Keep reading until the sink's deadline sweep could have fired for every batch answered so
+        far (a batch is received before its first result, so its deadline is at most that arrival plus
+        ``BATCH_TIMEOUT_S``), plus a margin; then until nothing new arrived for ``quiet_s``. A late,
+        different result (a ``timeout`` version after a complete one) is seen this way."""
+        firsts = [min(r.arrived for r in recs) for recs in self.by_batch.values() if recs]
+        if firsts:
+            until = max(firsts) + self.settings.batch_timeout_s + SWEEP_MARGIN_S
+            while (left := until - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.5))
+        await super().drain(quiet_s, timeout)
 
     # -- analysis -------------------------------------------------------------------------------
     def analyse(self, expected: Mapping[str, ExpectedBatch]) -> Report:

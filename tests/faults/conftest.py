@@ -128,10 +128,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def fault_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    """Private topics, consumer groups and Faust data dir for one scenario (on the shared broker/Redis)."""
+    """Private topics, consumer groups and Faust data dir for one scenario (on the shared broker/Redis),
+    at the batch deadline users get (``BATCH_TIMEOUT_S`` as shipped, not the test suite's generous one)."""
     run = uuid.uuid4().hex[:8]
     prefix = f"f{run}."
     return stack_settings.with_(
+        batch_timeout_s=Settings().batch_timeout_s,
         topic_prefix=prefix,
         topics=Topics.with_prefix(prefix),
         app_id=f"bf-fault-{run}",

@@ -31,7 +31,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from barcodeflow.settings import Settings
-from producer.kafka_config import producer_config
+from barcodeflow.kafka import producer_config
 from tests.conftest import running_pipeline
 from tests.faults.checker import ExpectedBatch, ResultsChecker, TopicFollower, expect_batch, header
 from tests.faults.conftest import Figures, Scale

@@ -1,0 +1,77 @@
+"""aiokafka client settings shared by every Kafka client of barcodeflow, and the one way to write a
+record whose acknowledgement gates a commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from barcodeflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": client_id,
+        "enable_idempotence": True,
+        "acks": "all",
+        "compression_type": settings.compression if settings.compression != "none" else None,
+        "max_request_size": settings.max_message_bytes,
+        "linger_ms": 2,
+        "max_batch_size": 1024 * 1024,
+        "request_timeout_ms": 10_000,
+    }
+
+
+def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "max_partition_fetch_bytes": settings.max_message_bytes,
+        "fetch_max_bytes": max(settings.max_message_bytes * 2, 52_428_800),
+        "fetch_max_wait_ms": 50,
+        "request_timeout_ms": 10_000,
+    }
+
+
+def group_config(settings: Settings) -> dict[str, Any]:
+    """A consumer in a group whose offsets our own code commits (worker intake, sink)."""
+    return {
+        "auto_offset_reset": "earliest",
+        # a killed member's partitions move after ~6 s (the broker's group.min.session.timeout.ms);
+        # BATCH_TIMEOUT_S must exceed that failover time plus rendering
+        "session_timeout_ms": 6_000,
+        "heartbeat_interval_ms": 1_000,
+        "max_poll_interval_ms": 300_000,
+    }
+
+
+async def send_until_acked(
+    producer: AIOKafkaProducer,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+    what: str = "record",
+    max_backoff_s: float = 5.0,
+) -> None:
+    """Send and wait for the broker's ack, retrying until it comes: callers commit their input only
+    after this returns, so an unavailable broker delays work and never drops it."""
+    backoff = 0.25
+    while True:
+        try:
+            fut = await producer.send(topic, value, key=key, headers=headers)
+            await fut
+            return
+        except KafkaError as exc:
+            log.warning("%s to %s not acknowledged (%r); retrying in %.2f s", what, topic, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)

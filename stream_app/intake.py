@@ -1,0 +1,224 @@
+"""The worker's intake: a plain aiokafka consumer of ``barcode.requests`` whose commits our code owns.
+
+Each request is decoded and validated once, planned, answered from the cache where it can be, and its
+misses handed to the render agent (``stream_app.app``). A request's offset is committed only once its
+``open`` record and every ``part`` are acknowledged by the broker (``InFlight``): a crash re-reads every
+request whose output was not complete, and the sink recognises what it already has (same ``run``).
+This replaces Faust's per-event acknowledgement for the intake (faust-streaming #606: offsets
+committed past messages in flight with ``concurrency>1``; #527/#596/#629: records acknowledged unseen
+around rebalances, RELIABILITY.md D6).
+
+Poison: a request that is not valid JSON or not a valid batch goes to the DLQ with its original bytes
+and the reason, and a ``rejected`` record lets the sink answer a readable ``batch_id``. Any other
+exception while handling one request is that request's failure alone (DLQ, ``internal_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from barcodeflow.kafka import send_until_acked
+from barcodeflow.settings import Settings
+from schemas.errors import BatchValidationError, ErrorCode
+from schemas.validate import parse_batch, peek_batch_id
+from stream_app.cache import TwoLevelCache
+from stream_app.pipeline import Plan, answer_from_cache, plan_batch
+
+log = logging.getLogger(__name__)
+
+RenderTasks = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class InFlight:
+    """Per partition, the requests taken and not yet finished; what may be committed (pure).
+
+    ``take`` returns a ticket for ``finish``: a request still running when its partition was revoked
+    (and perhaps assigned back and read again) cannot finish the newer reading of the same offset."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, set[int]] = {}
+        self.next_offset: dict[int, int] = {}
+        self.generation: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.pending.values())
+
+    def take(self, partition: int, offset: int) -> tuple[int, int, int]:
+        self.pending.setdefault(partition, set()).add(offset)
+        self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
+        return partition, self.generation.get(partition, 0), offset
+
+    def finish(self, ticket: tuple[int, int, int]) -> None:
+        partition, generation, offset = ticket
+        if self.generation.get(partition, 0) == generation and partition in self.pending:
+            self.pending[partition].discard(offset)
+
+    def drop(self, partition: int) -> None:
+        self.pending.pop(partition, None)
+        self.next_offset.pop(partition, None)
+        self.generation[partition] = self.generation.get(partition, 0) + 1
+
+    def commit_points(self) -> dict[int, int]:
+        """Per partition: the lowest offset in flight, or the next one to read when none is."""
+        return {p: min(self.pending.get(p) or {nxt}) for p, nxt in self.next_offset.items()}
+
+
+def dlq_headers(code: str, reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    return [
+        ("x-error-code", code.encode()),
+        ("x-error-reason", reason[:4000].encode("utf-8", "replace")),
+        ("x-source-topic", topic.encode()),
+        ("x-source-partition", str(partition).encode()),
+        ("x-source-offset", str(offset).encode()),
+    ]
+
+
+class Intake:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        cache: TwoLevelCache,
+        render: RenderTasks,
+        max_in_flight: int = 64,
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.consumer = consumer
+        self.producer = producer
+        self.cache = cache
+        self.render = render
+        self.max_in_flight = max_in_flight
+        self.in_flight = InFlight()
+        self.stats: Counter[str] = Counter()
+        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._committed: dict[int, int] = {}
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Rebalance(self)
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            room = self.max_in_flight - len(self.in_flight)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
+            for tp, records in batches.items():
+                for rec in records:
+                    ticket = self.in_flight.take(tp.partition, rec.offset)
+                    task = asyncio.create_task(self._handle(rec, ticket))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            await self.commit()
+
+    async def _handle(self, rec: Any, ticket: tuple[int, int, int]) -> None:
+        try:
+            await self.handle(rec)
+        except Exception as exc:  # noqa: BLE001 - error policy: this request fails alone, into the DLQ
+            log.exception("request p%s@%s failed", rec.partition, rec.offset)
+            await self.dead_letter(rec, ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
+        self.in_flight.finish(ticket)
+        self._room.set()
+
+    async def commit(self, partitions: set[int] | None = None) -> None:
+        todo = {
+            TopicPartition(self.topics.requests, p): off
+            for p, off in self.in_flight.commit_points().items()
+            if self._committed.get(p) != off and (partitions is None or p in partitions)
+        }
+        if not todo:
+            return
+        try:
+            await self.consumer.commit(todo)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.info("intake: commit skipped (%r); the partitions' new owner reads from the last commit", exc)
+            return
+        self._committed.update({tp.partition: off for tp, off in todo.items()})
+
+    # -- one request ----------------------------------------------------------------------------
+    async def handle(self, rec: Any) -> None:
+        raw = rec.value if isinstance(rec.value, bytes) else b""
+        run = f"{rec.partition}:{rec.offset}"
+        try:
+            req = parse_batch(raw, max_batch_size=self.settings.max_batch_size)
+        except BatchValidationError as exc:
+            await self.dead_letter(rec, exc.code.value, str(exc))
+            batch_id = peek_batch_id(raw)
+            if batch_id is not None:
+                record = {"kind": "rejected", "batch_id": batch_id, "run": run, "problems": exc.problems}
+                await self.emit(batch_id, record)
+            return
+        plan = plan_batch(req, run=run, received_at_ms=now_ms(), timeout_s=self.settings.batch_timeout_s)
+        await self.lookup(plan, include_metadata=req.options.include_metadata)
+        sent = asyncio.ensure_future(self.emit(plan.batch_id, plan.open))
+        parts = await self.render(plan.tasks) if plan.tasks else []
+        await asyncio.gather(sent, *(self.emit(plan.batch_id, part) for part in parts))
+        self.stats["answered_from_cache" if not plan.tasks else "dispatched"] += 1
+
+    async def lookup(self, plan: Plan, *, include_metadata: bool) -> None:
+        if not plan.use_cache or not plan.tasks:
+            return
+        t0 = time.perf_counter()
+        hits = await self.cache.get_many(plan.keys())
+        answer_from_cache(plan, hits, include_metadata=include_metadata, lookup_ms=(time.perf_counter() - t0) * 1000)
+
+    async def emit(self, batch_id: str, record: dict[str, Any]) -> None:
+        await send_until_acked(
+            self.producer, self.topics.items, orjson.dumps(record), key=batch_id.encode(), what=record["kind"]
+        )
+
+    async def dead_letter(self, rec: Any, code: str, reason: str) -> None:
+        self.stats["dead_lettered"] += 1
+        log.warning("DLQ %s p%s@%s: %s", code, rec.partition, rec.offset, reason[:200])
+        headers = dlq_headers(code, reason, rec.topic, rec.partition, rec.offset)
+        await send_until_acked(
+            self.producer, self.topics.dlq, rec.value or b"", key=rec.key, headers=headers, what="dead letter"
+        )
+
+    async def drain(self) -> None:
+        """Let the requests in flight finish (shutdown), then commit them."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=30)
+        await self.commit()
+
+    # -- rebalance ------------------------------------------------------------------------------
+    async def revoked(self, tps: set[TopicPartition]) -> None:
+        mine = {tp.partition for tp in tps if tp.topic == self.topics.requests}
+        try:
+            await self.commit(mine)
+        except KafkaError as exc:
+            log.warning("intake: commit at revocation failed (%r)", exc)
+        for p in mine:  # requests still in flight finish and emit; the new owner re-reads them
+            self.in_flight.drop(p)
+            self._committed.pop(p, None)
+        self._room.set()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.intake.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("intake: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
