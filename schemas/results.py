@@ -91,13 +91,18 @@ def assemble(
 
 
 def rejected(
-    batch_id: str, problems: list[dict[str, str]], *, replay: Mapping[str, Any] | None = None
+    batch_id: str,
+    problems: list[dict[str, str]],
+    *,
+    replay: Mapping[str, Any] | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
-    """The BatchResult for a batch rejected as a whole (so a waiting client gets an answer)."""
+    """The BatchResult for a batch rejected as a whole (so a waiting client gets an answer): by
+    default ``invalid_batch``; ``internal_error`` when the worker failed on a valid batch."""
     out = assemble(batch_id, [], total_time_ms=0.0, replay=replay)
     out["success"] = False
     out["error"] = {
-        "code": ErrorCode.INVALID_BATCH.value,
+        "code": ErrorCode(code).value if code else ErrorCode.INVALID_BATCH.value,
         "message": "; ".join(f"{p['loc']}: {p['message']}" if p.get("loc") else p["message"] for p in problems),
         "problems": problems,
     }

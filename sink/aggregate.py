@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from schemas.errors import ErrorCode
 from schemas.results import assemble, rejected, timeout_item
 
 METADATA_PREFIX = "done1:"
@@ -47,6 +48,7 @@ class Run:
     partition: int
     first_offset: int
     deadline: int
+    offsets: list[int] = field(default_factory=list)  # of every record of the run read here
     open: dict[str, Any] | None = None
     chunks: set[str] = field(default_factory=set)
     results: dict[int, Mapping[str, Any]] = field(default_factory=dict)
@@ -103,6 +105,37 @@ def _b36(n: int) -> str:
             return out
 
 
+def _checked(record: Any, default_deadline: int) -> tuple[str, str, str, int, list[tuple[int, Mapping[str, Any]]]]:
+    """(kind, batch_id, run key, deadline, [(index, item result)]); raises on anything malformed."""
+    kind = record["kind"]
+    batch_id = str(record["batch_id"])
+    rkey = f"{batch_id}|{record['run']}"
+    results: list[tuple[int, Mapping[str, Any]]] = []
+    if kind == "open":
+        deadline = int(record["deadline"])
+        total, ids = int(record["total"]), list(record["ids"])
+        if total != len(ids) or int(record["received_at"]) < 0:
+            raise ValueError(f"open record with total {total} and {len(ids)} ids")
+        items = record.get("results") or ()
+    elif kind == "part":
+        deadline = int(record.get("deadline") or default_deadline)
+        str(record["chunk"])
+        items = record["results"]
+    elif kind == "rejected":
+        deadline = default_deadline
+        items = ()
+        if not isinstance(record["problems"], list):
+            raise TypeError("problems must be a list")
+        ErrorCode(record.get("code") or ErrorCode.INVALID_BATCH.value)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise TypeError(f"item result {item!r} is not an object")
+        results.append((int(item["index"]), item))
+    return kind, batch_id, rkey, deadline, results
+
+
 class BatchAggregator:
     def __init__(self, *, timeout_s: float, done_retention_ms: int | None = None) -> None:
         self.timeout_s = timeout_s
@@ -140,57 +173,49 @@ class BatchAggregator:
         return self.apply(partition, offset, record, now_ms)
 
     def apply(self, partition: int, offset: int, record: Any, now_ms: int) -> list[Emission]:
-        """``add`` for a record already decoded."""
+        """``add`` for a record already decoded. A record is checked whole before anything changes."""
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
         try:
-            kind = record["kind"]
-            batch_id = str(record["batch_id"])
-            rkey = f"{batch_id}|{record['run']}"
-            deadline = int(record.get("deadline") or now_ms + self.timeout_s * 1000)
+            rec = _checked(record, now_ms + int(self.timeout_s * 1000))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self.stats["bad_records"] += 1
             raise BadRecord(f"items record p{partition}@{offset}: {exc!r}") from None
+        kind, batch_id, rkey, deadline, results = rec
         run = self.runs.get(rkey)
         if run is None:
             run = self.runs[rkey] = Run(batch_id, partition, offset, deadline)
             if offset in self.skip.get(partition, ()):  # emitted before this sink (re)started
                 run.done_at = now_ms
+        run.offsets.append(offset)
         if run.done_at is not None or run.pending:
             self.stats["late"] += 1
             return []
-        try:
-            if kind == "rejected":
-                result = rejected(batch_id, list(record["problems"]), replay=record.get("replay"))
-                return [self._emit(rkey, run, result, timed_out=False)]
-            if kind == "open":
-                if run.open is None:
-                    run.open = {k: record[k] for k in ("total", "ids", "received_at", "replay")}
-                    run.deadline = int(record["deadline"])
-                else:  # the request read again after a worker crash: its first deadline stands
-                    self.stats["duplicates"] += 1
-                # a redelivered request's open record can carry items the first one did not (rendered
-                # and cached meanwhile): results are deterministic, so every copy is merged
-                for item in record.get("results") or ():
-                    run.results.setdefault(int(item["index"]), item)
-            elif kind == "part":
-                if not self._take(run, str(record["chunk"]), record["results"]):
-                    return []
-            else:
-                raise BadRecord(f"items record p{partition}@{offset}: unknown kind {kind!r}")
-        except (KeyError, TypeError, ValueError) as exc:
-            self.stats["bad_records"] += 1
-            raise BadRecord(f"items record p{partition}@{offset}: {exc!r}") from None
+        if kind == "rejected":
+            result = rejected(batch_id, list(record["problems"]), replay=record.get("replay"), code=record.get("code"))
+            return [self._emit(rkey, run, result, timed_out=False)]
+        if kind == "open":
+            if run.open is None:
+                run.open = {k: record[k] for k in ("total", "ids", "received_at", "replay")}
+                run.deadline = deadline
+            else:  # the request read again after a worker crash: its first deadline stands
+                self.stats["duplicates"] += 1
+            # a redelivered request's open record can carry items the first one did not (rendered and
+            # cached meanwhile): results are deterministic, so every copy is merged
+            for index, item in results:
+                run.results.setdefault(index, item)
+        elif not self._take(run, str(record["chunk"]), results):
+            return []
         if run.open is not None and len(run.results) >= int(run.open["total"]):
             return [self._flush(rkey, run, now_ms, timed_out=False)]
         return []
 
-    def _take(self, run: Run, chunk: str, results: Iterable[Mapping[str, Any]]) -> bool:
+    def _take(self, run: Run, chunk: str, results: list[tuple[int, Mapping[str, Any]]]) -> bool:
         if chunk in run.chunks:
             self.stats["duplicates"] += 1
             return False
         run.chunks.add(chunk)
-        for item in results:
-            run.results.setdefault(int(item["index"]), item)
+        for index, item in results:
+            run.results.setdefault(index, item)
         return True
 
     # -- flush ----------------------------------------------------------------------------------
@@ -202,9 +227,12 @@ class BatchAggregator:
         record never came (late parts of a run emitted before a restart) are dropped at their
         deadline; done runs are forgotten after ``done_retention_ms``."""
         out: list[Emission] = []
+        low = self._low_watermarks()
         for rkey, run in list(self.runs.items()):
             if run.done_at is not None:
-                if now_ms - run.done_at >= self.done_retention_ms:
+                # listed in the commit metadata while any of its records is above the watermark
+                above = max(run.offsets, default=-1) >= low.get(run.partition, 0)
+                if now_ms - run.done_at >= self.done_retention_ms and not above:
                     del self.runs[rkey]
                 continue
             if run.pending or now_ms < run.deadline or not caught_up(run.partition):
@@ -247,25 +275,32 @@ class BatchAggregator:
                 run.done_at = now_ms
 
     # -- commit ---------------------------------------------------------------------------------
-    def commit_points(self) -> dict[int, tuple[int, str]]:
-        """Per partition read: (offset to commit, metadata listing the runs emitted above it)."""
+    def _low_watermarks(self) -> dict[int, int]:
         low = dict(self.next_offset)
+        for run in self.runs.values():
+            if run.done_at is None and run.partition in low:
+                low[run.partition] = min(low[run.partition], run.first_offset)
+        return low
+
+    def commit_points(self) -> dict[int, tuple[int, str]]:
+        """Per partition read: (offset to commit, metadata listing the runs emitted above it).
+
+        A done run is listed by the lowest offset of its records at or above the commit point: that is
+        the first of its records a restarted sink reads (a part can precede its ``open``, and a request
+        read again after a worker crash writes the run's records once more)."""
+        low = self._low_watermarks()
         done: dict[int, list[int]] = {p: [] for p in low}
         for run in self.runs.values():
-            p = run.partition
-            if p not in low:
-                continue
-            if run.done_at is None:
-                low[p] = min(low[p], run.first_offset)
-            else:
-                done[p].append(run.first_offset)
+            if run.done_at is not None and run.partition in low:
+                above = [o for o in run.offsets if o >= low[run.partition]]
+                if above:
+                    done[run.partition].append(min(above))
         out: dict[int, tuple[int, str]] = {}
         for p, offset in low.items():
             skip = self.skip.get(p)
             if skip:
                 skip.difference_update([o for o in skip if o < offset])
-            listed = [o for o in done[p] if o >= offset] + list(skip or ())
-            metadata, dropped = encode_done(offset, listed)
+            metadata, dropped = encode_done(offset, done[p] + list(skip or ()))
             self.stats["metadata_dropped"] += dropped
             out[p] = (offset, metadata)
         return out

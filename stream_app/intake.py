@@ -135,7 +135,14 @@ class Intake:
             await self.handle(rec)
         except Exception as exc:  # noqa: BLE001 - error policy: this request fails alone, into the DLQ
             log.exception("request p%s@%s failed", rec.partition, rec.offset)
-            await self.dead_letter(rec, ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            await self.dead_letter(rec, ErrorCode.INTERNAL.value, reason)
+            batch_id = peek_batch_id(rec.value if isinstance(rec.value, bytes) else b"")
+            if batch_id is not None:  # a waiting client gets an answer now, not at the deadline
+                problems = [{"loc": "", "message": f"internal error while processing the batch: {reason}"}]
+                record = {"kind": "rejected", "batch_id": batch_id, "run": f"{rec.partition}:{rec.offset}",
+                          "problems": problems, "code": ErrorCode.INTERNAL.value}  # fmt: skip
+                await self.emit(batch_id, record)
         self.in_flight.finish(ticket)
         self._room.set()
 
@@ -170,7 +177,11 @@ class Intake:
         plan = plan_batch(req, run=run, received_at_ms=now_ms(), timeout_s=self.settings.batch_timeout_s)
         await self.lookup(plan, include_metadata=req.options.include_metadata)
         sent = asyncio.ensure_future(self.emit(plan.batch_id, plan.open))
-        parts = await self.render(plan.tasks) if plan.tasks else []
+        try:
+            parts = await self.render(plan.tasks) if plan.tasks else []
+        except BaseException:
+            await sent  # never finish (and so commit) a request before its open record is acknowledged
+            raise
         await asyncio.gather(sent, *(self.emit(plan.batch_id, part) for part in parts))
         self.stats["answered_from_cache" if not plan.tasks else "dispatched"] += 1
 

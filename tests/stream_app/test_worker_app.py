@@ -1,0 +1,91 @@
+"""The worker app's ``render`` agent over its in-memory channel, in Faust's ``test_context()``, rendering
+inline instead of in the process pool (unit tests only)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from barcodeflow.settings import Settings
+from schemas.validate import parse_batch
+from stream_app import app as worker_module
+from stream_app.app import RenderJob, WorkerApp, create_worker_app
+from stream_app.local import InlinePool
+from stream_app.pipeline import plan_batch
+from stream_app.pool import Outcome
+
+GUARD_S = 10.0  # a broken test fails after this instead of hanging; never reached by a passing test
+AGENT = "stream_app.app.render"
+
+
+class BrokenPool:
+    async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
+        raise RuntimeError("pool exploded")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> WorkerApp:
+    a = create_worker_app(Settings(data_dir=str(tmp_path), topic_partitions=1, batch_timeout_s=10.0))
+    a.pool = InlinePool()  # type: ignore[assignment]
+    a.finalize()
+    return a
+
+
+def tasks(n: int = 2) -> list[dict[str, Any]]:
+    req = parse_batch({
+        "batch_id": "b1",
+        "barcodes": [{"barcode_type": "ean8", "data": "9638507"}, {"barcode_type": "qr", "data": "x"}],
+        "options": {"max_concurrent": n},
+    })  # fmt: skip
+    return plan_batch(req, run="0:0", received_at_ms=0, timeout_s=10).tasks
+
+
+async def test_render_agent_answers_a_job_with_its_part(app: WorkerApp) -> None:
+    task = tasks(1)[0]
+    job = RenderJob(task)
+    async with app.agents[AGENT].test_context() as agent:
+        await agent.put(job)
+        part = await asyncio.wait_for(job.part, GUARD_S)
+    assert part["kind"] == "part" and (part["batch_id"], part["run"], part["chunk"]) == ("b1", "0:0", "0")
+    assert [(r["index"], r["success"]) for r in sorted(part["results"], key=lambda r: r["index"])] == [
+        (0, True), (1, True),
+    ]  # fmt: skip
+    assert part["results"][0]["metadata"]["data"] == "96385074"
+
+
+async def test_render_agent_fails_the_task_visibly_when_rendering_raises(app: WorkerApp) -> None:
+    app.pool = BrokenPool()  # type: ignore[assignment]
+    job = RenderJob(tasks(1)[0])
+    async with app.agents[AGENT].test_context() as agent:
+        await agent.put(job)
+        part = await asyncio.wait_for(job.part, GUARD_S)
+        second = RenderJob(tasks(1)[0])  # the agent is still there
+        await agent.put(second)
+        await asyncio.wait_for(second.part, GUARD_S)
+    assert {r["error"]["code"] for r in part["results"]} == {"render_failed"}
+    assert "RuntimeError" in part["results"][0]["error"]["message"]
+
+
+async def test_render_hands_tasks_to_the_agent_and_returns_parts_in_order(app: WorkerApp) -> None:
+    ts = tasks(2)
+    async with app.agents[AGENT].test_context() as agent:
+        app.jobs = agent
+        parts = await asyncio.wait_for(app.render(ts), GUARD_S)
+    assert [p["chunk"] for p in parts] == ["0", "1"]
+    assert [[r["index"] for r in p["results"]] for p in parts] == [[it["index"] for it in t["items"]] for t in ts]
+
+
+async def test_render_fails_a_task_the_agent_never_answers(app: WorkerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Drop:
+        async def send(self, value: Any) -> None:
+            pass  # lost: nobody will finish this job
+
+    app.jobs = Drop()
+    monkeypatch.setattr(worker_module, "AGENT_TIMEOUT_MARGIN_S", 0.05 - app.bf_settings.batch_timeout_s)
+    [part] = await asyncio.wait_for(app.render(tasks(1)), GUARD_S)
+    assert {r["error"]["code"] for r in part["results"]} == {"render_failed"}
+    assert "did not answer" in part["results"][0]["error"]["message"]
