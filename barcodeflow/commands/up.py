@@ -10,6 +10,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +69,24 @@ class ChildUnit:
 
 
 class ServiceUnit:
-    """Kafka or Redis that ``up`` started itself: restarted in place (same config and data dir)."""
+    """Kafka or Redis that ``up`` started itself: restarted in place (same config and data dir).
 
-    def __init__(self, proc: ManagedProcess) -> None:
+    ``before_start`` runs before every restart and raises StartFailed when the restart would lose data."""
+
+    def __init__(self, proc: ManagedProcess, before_start: Callable[[], None] | None = None) -> None:
         self.name = proc.name
         self.proc = proc
+        self.before_start = before_start
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid
 
     def start(self) -> None:
+        if self.before_start is not None:
+            self.before_start()
         try:
-            self.proc.spawn()  # prepare() waits for the old ports to be free; the data dir is kept
+            self.proc.spawn()  # prepare() waits for the old ports to be free
         except (ServiceError, OSError) as exc:
             raise StartFailed(str(exc)) from exc
 
@@ -98,6 +104,22 @@ class ServiceUnit:
 
     def log_hint(self) -> str:
         return str(self.proc.log_path)
+
+
+def kafka_storage_kept(root: Path) -> Callable[[], None]:
+    """Before a restart of Kafka: its storage must be intact (the broker's start would reformat a damaged one)."""
+    from barcodeflow.stack import StackPaths
+    from barcodeflow.stack.kafka import storage_ok
+
+    def check() -> None:
+        data = StackPaths(root).kafka_data
+        if not storage_ok(data):
+            raise StartFailed(
+                f"the Kafka storage {data} is missing or damaged; a restart does not reformat it "
+                "(a new `barcodeflow up` does, and its records are lost)"
+            )
+
+    return check
 
 
 class StopSignal:
@@ -196,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
             (f"worker-{i}", "worker", "--processes", "1") for i in range(1, args.workers + 1)
         ]  # fmt: skip
         apps = [*workers, ("sink", "sink")] + ([] if args.no_facade else [("facade", "facade")])
-        units: list[Unit] = [ServiceUnit(p) for p in services if p.owned]
+        units: list[Unit] = [
+            ServiceUnit(p, kafka_storage_kept(root) if p is kafka else None) for p in services if p.owned
+        ]
         units += [ChildUnit(name, tuple(cmd), env, logdir) for name, *cmd in apps]
         sup = Supervisor(units, policy, say=lambda line: print(f"up: {line}", file=sys.stderr, flush=True))
         for u in units:
