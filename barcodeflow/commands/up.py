@@ -262,6 +262,16 @@ def run(args: argparse.Namespace) -> int:
     return rc
 
 
+def _restarts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="run Kafka, Redis, worker, sink and facade locally until Ctrl-C")
     p.add_argument("--demo", action="store_true", help="send a demo batch once everything is up")
@@ -271,7 +281,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--exit-after-demo", action="store_true", help="stop everything after the demo (smoke test)")
     p.add_argument(
         "--max-restarts",
-        type=int,
+        type=_restarts,
         default=RestartPolicy.max_restarts,
         metavar="N",
         help="restarts of one process in a row (none after a healthy minute) before up gives up (default 10)",
