@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +23,9 @@ class ChildProcess:
     def start(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"===== {stamp} starting: barcodeflow {' '.join(self.args)}\n".encode())
+            log.flush()
             self.popen = subprocess.Popen(  # noqa: S603 - our own entry point
                 [sys.executable, "-m", "barcodeflow.cli", *self.args],
                 env=self.env,
@@ -37,6 +41,10 @@ class ChildProcess:
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    def returncode(self) -> int | None:
+        """The exit status once it has exited (negative: killed by that signal); None while running."""
+        return self.popen.poll() if self.popen is not None else None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the process and its pool children) and reap it."""
