@@ -7,7 +7,8 @@ import pytest
 from schemas.errors import VerifyFailed
 from stream_app.render import normalize_item, render
 from stream_app.render.registry import REGISTRY
-from stream_app.render.verify import verify_symbol
+from stream_app.render.verify import verify_image
+from stream_app.render.writers import compute_layout, write_png
 
 
 def test_verified_flag_only_when_verify_ran() -> None:
@@ -34,8 +35,9 @@ def test_mismatch_names_both_values() -> None:
     spec = normalize_item({"barcode_type": "code128", "data": "AAA"}, verify=True)
     symbol = REGISTRY["code128"].encode("BBB", None)  # a symbol that says something else
     wrong = type(symbol)(modules=symbol.modules, linear=True, data="AAA", content="AAA", text="AAA")
+    image = write_png(wrong, spec, compute_layout(wrong, spec))  # the delivered PNG says BBB
     with pytest.raises(VerifyFailed, match=r"^data: decoded 'BBB' but expected 'AAA'$"):
-        verify_symbol(wrong, spec)
+        verify_image(wrong, spec, image, "image/png")
 
 
 def test_transparent_background_verifies() -> None:
