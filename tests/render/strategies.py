@@ -125,7 +125,14 @@ def _upce_to_upca(upce: str) -> str:
 @st.composite
 def _upce(draw: st.DrawFn) -> tuple[str, str]:
     ns = draw(st.sampled_from("01"))
-    six = draw(_digits(6))
+    # canonical zero suppressions only: last digit 3 needs a 3rd digit 3-9, 4 a 4th digit 1-9, 5-9 a 5th 1-9
+    six = draw(
+        _digits(6).filter(
+            lambda d: not (d[5] == "3" and d[2] in "012")
+            and not (d[5] == "4" and d[3] == "0")
+            and not (d[5] in "56789" and d[4] == "0")
+        )
+    )
     check = gtin_check(_upce_to_upca(ns + six))
     full = ns + six + check
     data = draw(st.sampled_from([full, ns + six] + ([six] if ns == "0" else [])))

@@ -303,9 +303,8 @@ def upca_to_upce(upca: str) -> str | None:
     ns, m, p, check = upca[0], upca[1:6], upca[6:11], upca[11]
     if ns not in "01":
         return None
-    if m[2] in "012" and m[3:] == "00" and p[:2] == "000"[:2] and p[2] == p[2]:
-        if p[:2] == "00":
-            return ns + m[0:2] + p[2:5] + m[2] + check
+    if m[2] in "012" and m[3:] == "00" and p[:2] == "00":
+        return ns + m[0:2] + p[2:5] + m[2] + check
     if m[3:] == "00" and p[:3] == "000":
         return ns + m[0:3] + p[3:5] + "3" + check
     if m[4] == "0" and p[:4] == "0000":
@@ -330,8 +329,12 @@ def normalize_upce(data: str) -> str:
         return _join(upce, addon)
     if value[0] not in "01":
         raise _invalid(data, "UPC-E", "the number system (first of 7 or 8 digits) must be 0 or 1")
-    check = gs1_check_digit(upce_to_upca(value[:7] + "0")[:11])
-    return _join(_with_check(data, "UPC-E", value, 7, check), addon)
+    upca = upce_to_upca(value[:7] + "0")
+    check = gs1_check_digit(upca[:11])
+    upce = _with_check(data, "UPC-E", value, 7, check)
+    if upca_to_upce(upca[:11] + check) != upce:  # e.g. 0000003: its UPC-A zero-suppresses differently
+        raise _invalid(data, "UPC-E", f"it is not the zero-suppressed form of UPC-A {upca[:11] + check}")
+    return _join(upce, addon)
 
 
 def encode_upce(data: str) -> Symbol:

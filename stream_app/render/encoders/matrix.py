@@ -123,7 +123,8 @@ def _gs1_symbol(modules: BoolMatrix, data: str, elements: list[gs1.Element], ver
 
 def encode_gs1_datamatrix(data: str, error_correction: str | None, requisites: bool = True) -> Symbol:
     elements = gs1.parse(data, requisites=requisites)
-    modules = _create("datamatrix", gs1.bracketed(elements), gs1=True)
+    # square sizes only: the rectangular extension (DMRE, e.g. 8x64) is not read as GS1 (]d2) everywhere
+    modules = _create("datamatrix", gs1.bracketed(elements), gs1=True, force_square=True)
     version = f"{modules.shape[0]}x{modules.shape[1]}"
     symbol = _gs1_symbol(modules, data, elements, version)
     return replace(symbol, symbology_id="]d2")
@@ -157,7 +158,7 @@ def encode_digital_link(
         "gs1_ai_table": gs1.AI_TABLE_VERSION,
     }
     if carrier == "datamatrix":
-        modules = _create("datamatrix", uri)
+        modules = _create("datamatrix", uri, force_square=True)
         symbol = _symbol("datamatrix", uri, modules)
         return replace(symbol, extra=extra)
     symbol = qr.encode_qr(uri, error_correction or "M")
