@@ -18,7 +18,15 @@ Sizing rules (``compute_layout``), with ``cols``/``rows`` counting modules *incl
       (fractional module widths are fine in SVG). With ``show_text`` the text band (font size 15 % of the
       height, shrunk to fit the width) is carved out of the bottom of that height;
     * PNG: ``scale = max(1, width // cols)`` or ``module_size`` px per module horizontally, ``height`` px
-      high. **The PNG carries no human-readable text** (no font rasteriser in the core): bars only.
+      high, with the same text layout as the SVG, drawn with Pillow's built-in font (glyphs rendered once
+      per size, then copied);
+    * quiet zones: ``margin`` on both sides, else the symbol's own (EAN/UPC, ITF-14: GS1 left/right),
+      widened to 7 modules where a digit or ``<``/``>`` marker is printed; an ITF-14 bearer frame adds
+      5 modules outside them; ``bar_height`` (from ``bar_height_mm``) adds the text band to the height.
+
+EAN/UPC (``symbol.retail``): digits 10 modules high (at most 22 % of the height) in a band under the bars,
+guard bars extended half into it, UPC's outer digits at 80 %, add-on bars starting below their digits.
+ITF-14 bearers (``bearer``): bars 5 modules thick above and below the bars; ``frame`` adds the sides.
 
 SVG shape: optional background ``<rect>`` (omitted when transparent), then one ``<path>`` whose ``d`` is a
 list of filled rectangles ``M{x} {y}h{w}v{h}h-{w}z`` in module units: 2D = horizontal runs of dark
@@ -27,8 +35,9 @@ height in viewBox units. 1D text is a ``<text>`` (monospace, centred), XML-escap
 removed. No ids, scripts, styles or event attributes.
 
 Any derived side above ``MAX_SIDE`` is refused (``InvalidOption``) before anything is allocated.
-Output is deterministic: no timestamps or ids; PNG uses a fixed zlib level (bytes are stable for a given
-zlib build).
+Output is deterministic: no timestamps or ids; PNG uses a fixed zlib level (6; 1 for 1D images drawn
+with text rows or bearers) — bytes are stable for a given zlib and Pillow build. With ``dpi`` a PNG
+carries ``pHYs`` and, with ``x_dim_mm``, SVG ``width``/``height`` are in millimetres.
 """
 
 from __future__ import annotations
