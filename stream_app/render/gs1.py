@@ -142,6 +142,12 @@ _REQ0102 = ("7002", "7003", "7005", "7006", "7007", "7008", "7009", "7010", "701
 class PairRule:
     req: tuple[tuple[str, ...], ...]
     ex: tuple[str, ...]
+    req_re: tuple[re.Pattern[str], ...] = ()  # one alternation per req group ("n" = any digit)
+    ex_re: re.Pattern[str] | None = None
+
+
+def _alternation(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(p.replace("n", r"\d") for p in patterns))
 
 
 def _build_rules() -> dict[str, PairRule]:
@@ -156,7 +162,7 @@ def _build_rules() -> dict[str, PairRule]:
     for pattern, *keys in lines:
         req = tuple(tuple(k[4:].split(",")) for k in keys if k.startswith("req="))
         ex = tuple(a for k in keys if k.startswith("ex=") for a in k[3:].split(","))
-        rules[pattern] = PairRule(req, ex)
+        rules[pattern] = PairRule(req, ex, tuple(_alternation(g) for g in req), _alternation(ex) if ex else None)
     return rules
 
 
@@ -189,8 +195,8 @@ def _error(data: str, why: str, kind: str = "GS1 element string") -> InvalidData
 
 
 def check_digit(body: str) -> str:
-    """GS1 mod-10 check digit of a digit string."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    """GS1 mod-10 check digit of a digit string (weights 3, 1, 3, … from the right)."""
+    total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))
     return str((10 - total % 10) % 10)
 
 
@@ -260,12 +266,13 @@ def _check_pairs(data: str, elements: list[Element], requisites: bool) -> None:
         rule = _rule(ai)
         if rule is None:
             continue
-        for other in present:
-            if other != ai and any(_fits(p, other) for p in rule.ex):
-                raise _error(data, f"AI ({ai}) must not be used together with AI ({other})")
+        if rule.ex_re is not None:
+            for other in present:
+                if other != ai and rule.ex_re.fullmatch(other):
+                    raise _error(data, f"AI ({ai}) must not be used together with AI ({other})")
         if requisites:
-            for group in rule.req:
-                if not any(_fits(p, other) for p in group for other in present):
+            for group, pattern in zip(rule.req, rule.req_re, strict=True):
+                if not any(pattern.fullmatch(other) for other in present):
                     needed = " or ".join(f"({p})" for p in group)
                     raise _error(data, f"AI ({ai}) requires {needed} in the same element string")
 
