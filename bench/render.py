@@ -48,6 +48,11 @@ SAMPLES: dict[str, str] = {
     "datamatrix": "https://example.com/item/12345",
     "pdf417": "https://example.com/item/12345",
     "aztec": "https://example.com/item/12345",
+    "itf14": "1540014128876",
+    "upce": "0123456",
+    "gs1_datamatrix": "(01)09506000134352(17)201231(10)ABC123",
+    "gs1_qr": "(01)09506000134352(17)201231(10)ABC123",
+    "gs1_digital_link": "https://id.gs1.org/01/09506000134352/10/ABC123",
 }
 _PYBARCODE = {
     "ean13": "ean13", "ean8": "ean8", "upca": "upca", "jan": "jan", "isbn13": "isbn13", "isbn10": "isbn10",

@@ -21,8 +21,9 @@ MAX_CONCURRENT_RANGE = (1, 20)
 BarcodeType = Literal[
     "qr", "micro_qr",
     "ean13", "ean8", "upca", "jan", "isbn13", "isbn10", "issn", "ean14", "gs1_128",
-    "code128", "code39", "itf", "codabar", "pzn",
+    "code128", "code39", "itf", "itf14", "upce", "codabar", "pzn",
     "datamatrix", "pdf417", "aztec",
+    "gs1_datamatrix", "gs1_qr", "gs1_digital_link",
 ]  # fmt: skip
 OutputFormat = Literal["svg", "png"]
 
@@ -44,7 +45,30 @@ class ItemOptions(BaseModel):
     foreground: str | None = Field(None, description="Bar colour, #rgb or #rrggbb.")
     background: str | None = Field(None, description="Background colour, #rgb, #rrggbb or 'transparent'.")
     show_text: bool | None = Field(None, description="Print the human-readable text under 1D codes.")
-    verify: bool | None = Field(None, description="Decode the rendered symbol back and fail the item if it differs.")
+    verify: bool | None = Field(
+        None, description="Decode the delivered PNG/SVG back and fail the item if it differs (verify_failed)."
+    )
+    x_dim_mm: float | None = Field(
+        None,
+        ge=0.05,
+        le=10,
+        description="X-dimension (module width) in mm, snapped to whole pixels at dpi; the actual value is "
+        "reported in metadata.x_dim_mm. Not with width/module_size (2D: nor height).",
+    )
+    dpi: int | None = Field(
+        None, ge=72, le=4800, description="Output resolution (default 300 with x_dim_mm/bar_height_mm): PNG pHYs."
+    )
+    bar_height_mm: float | None = Field(
+        None, ge=1, le=1000, description="1D bar height in mm at dpi (the text band is added below). Not with height."
+    )
+    quiet_zone_markers: bool | None = Field(None, description="EAN/UPC: print < / > in the quiet zones.")
+    bearer: Literal["none", "bars", "frame"] | None = Field(None, description="itf14 bearer bars (default frame).")
+    carrier: Literal["qr", "datamatrix"] | None = Field(None, description="gs1_digital_link symbol (default qr).")
+    gs1_requisites: bool | None = Field(
+        None,
+        description="GS1 types: enforce mandatory AI associations, e.g. (10) needs (01) (default true). "
+        "Invalid pairs are always refused.",
+    )
 
 
 class BarcodeItem(BaseModel):
@@ -54,7 +78,12 @@ class BarcodeItem(BaseModel):
 
     id: str | None = Field(None, max_length=256)
     barcode_type: BarcodeType
-    data: str = Field(..., min_length=1)
+    data: str = Field(
+        ...,
+        min_length=1,
+        description="EAN/UPC add-on: main+12 or main+12345. GS1 types: (AI)value… or raw with GS (0x1D) "
+        "separators; gs1_digital_link: a GS1 Digital Link URI or AIs.",
+    )
     format: OutputFormat = "svg"
     options: ItemOptions | None = None
 

@@ -12,7 +12,7 @@ from stream_app.render._text import show
 from stream_app.render.registry import REGISTRY
 from stream_app.render.spec import RenderSpec, normalize_item
 from stream_app.render.symbol import Symbol
-from stream_app.render.verify import verify_symbol
+from stream_app.render.verify import verify_image
 from stream_app.render.writers import WRITERS, Layout, compute_layout
 
 
@@ -35,13 +35,13 @@ class Outcome:
 def _encode(spec: RenderSpec, *, for_describe: bool = False) -> Symbol:
     symbology = REGISTRY.get(spec.barcode_type)
     if symbology is None:
-        raise UnsupportedType(
-            f"barcode_type: {show(spec.barcode_type)} is not supported", field="barcode_type"
-        )
+        raise UnsupportedType(f"barcode_type: {show(spec.barcode_type)} is not supported", field="barcode_type")
     encode = symbology.describe if for_describe and symbology.describe else symbology.encode
+    norm = {key: getattr(spec, name) for name, key in symbology.norm_options}
+    enc = {key: getattr(spec, name) for name, key in symbology.enc_options}
     try:
-        data = symbology.normalize(spec.data)  # idempotent; guards hand-built specs
-        return encode(data, spec.error_correction)
+        data = symbology.normalize(spec.data, **norm)  # idempotent; guards hand-built specs
+        return encode(data, spec.error_correction, **enc)
     except ItemError:
         raise
     except Exception as exc:
@@ -66,6 +66,18 @@ def _metadata(symbol: Symbol, spec: RenderSpec, layout: Layout) -> dict[str, Any
         "width": layout.png_width if png else layout.svg_width,
         "height": layout.png_height if png else layout.svg_height,
     }
+    if symbol.linear and (layout.right != layout.margin or symbol.quiet_zone is not None):
+        meta["quiet_zone"] = [layout.margin - layout.frame * layout.bearer, layout.right - layout.frame * layout.bearer]
+    if spec.bearer is not None:
+        meta["bearer"] = spec.bearer
+    if spec.dpi is not None:
+        meta["dpi"] = spec.dpi
+        scale = layout.png_scale if png else layout.svg_width / layout.cols
+        meta["x_dim_mm"] = round(scale * 25.4 / spec.dpi, 4)  # actual, after snapping to whole pixels
+        if spec.x_dim_mm is not None:
+            meta["x_dim_mm_requested"] = spec.x_dim_mm
+        meta["width_mm"] = round(meta["width"] * 25.4 / spec.dpi, 2)
+        meta["height_mm"] = round(meta["height"] * 25.4 / spec.dpi, 2)
     meta.update(symbol.extra)
     return meta
 
@@ -89,7 +101,7 @@ def render(spec: RenderSpec) -> Rendered:
         ) from exc
     metadata = _metadata(symbol, spec, layout)
     if spec.verify:
-        verify_symbol(symbol, spec)
+        verify_image(symbol, spec, image, content_type)
         metadata["verified"] = True
     return Rendered(image=image, content_type=content_type, metadata=metadata)
 

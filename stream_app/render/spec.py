@@ -24,7 +24,7 @@ from schemas.errors import DataTooLong, InvalidData, InvalidItem, InvalidOption,
 from stream_app.render._text import show
 from stream_app.render.registry import REGISTRY, SUPPORTED_TYPES, Symbology
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
 
 MAX_SIDE = 4096  # px, for width, height and any derived image side
 MAX_MARGIN = 64  # modules
@@ -48,12 +48,27 @@ OPTION_KEYS: tuple[str, ...] = (
     "background",
     "show_text",
     "verify",
+    "x_dim_mm",
+    "dpi",
+    "bar_height_mm",
+    "quiet_zone_markers",
+    "bearer",
+    "carrier",
+    "gs1_requisites",
 )
+DEFAULT_DPI = 300
+DATAMATRIX_MARGIN = 1  # modules, gs1_digital_link with carrier datamatrix (as datamatrix)
+DPI_RANGE = (72, 4800)
+X_DIM_RANGE = (0.05, 10.0)  # mm
+BAR_HEIGHT_RANGE = (1.0, 1000.0)  # mm
+BEARERS = ("none", "bars", "frame")
+CARRIERS = ("qr", "datamatrix")
 _INT_RANGES = {
     "width": (1, MAX_SIDE),
     "height": (1, MAX_SIDE),
     "margin": (0, MAX_MARGIN),
     "module_size": (1, MAX_MODULE_SIZE),
+    "dpi": (72, 4800),
 }
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
@@ -74,6 +89,13 @@ class RenderSpec:
     background: str  # "#rrggbb" or "transparent"
     show_text: bool
     verify: bool
+    x_dim_mm: float | None = None  # requested X-dimension (module width); module_size holds its pixels
+    dpi: int | None = None  # output resolution: PNG pHYs, SVG sizes in mm (with x_dim_mm)
+    bar_height: int | None = None  # 1D: bar height in px from bar_height_mm (text band added below)
+    quiet_zone_markers: bool = False  # EAN/UPC: print < / > in the quiet zones
+    bearer: str | None = None  # itf14: "none" | "bars" | "frame"
+    carrier: str | None = None  # gs1_digital_link: "qr" | "datamatrix"
+    gs1_requisites: bool = True  # GS1: enforce the mandatory AI associations
 
     def cache_key(self) -> str:
         """sha256 hex of the canonical field tuple + ``RENDERER_VERSION``.
@@ -113,6 +135,26 @@ def _bool_option(key: str, value: Any) -> bool | None:
     raise _option_error(key, value, "is not a boolean (true/false)")
 
 
+def _float_option(key: str, value: Any, lo: float, hi: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise _option_error(key, value, "is not a number")
+    if not lo <= value <= hi:
+        raise _option_error(key, value, f"is out of range {lo:g}..{hi:g}")
+    return float(value)
+
+
+def _choice_option(key: str, value: Any, choices: tuple[str, ...], applies: bool, kind: str) -> str | None:
+    if value is None:
+        return None
+    if not applies:
+        raise _option_error(key, value, f"is only supported for {kind}")
+    if value not in choices:
+        raise _option_error(key, value, f"is not one of {', '.join(choices)}")
+    return str(value)
+
+
 def _colour_option(key: str, value: Any, default: str, *, transparent: bool) -> str:
     if value is None:
         return default
@@ -133,9 +175,7 @@ def _ec_option(value: Any, symbology: Symbology) -> str | None:
     if value is None:
         return "M" if symbology.name == "qr" else None
     if not symbology.ec_levels:
-        raise _option_error(
-            "error_correction", value, f"is not supported for {symbology.name} (only for qr, micro_qr)"
-        )
+        raise _option_error("error_correction", value, f"is not supported for {symbology.name} (only for qr, micro_qr)")
     level = value.upper() if isinstance(value, str) else None
     if level not in symbology.ec_levels:
         raise _option_error(
@@ -162,9 +202,7 @@ def _format(value: Any) -> str:
         return "svg"
     fmt = value.lower() if isinstance(value, str) else None
     if fmt not in FORMATS:
-        raise InvalidOption(
-            f"format: {show(value)} is not supported (expected 'svg' or 'png')", field="format"
-        )
+        raise InvalidOption(f"format: {show(value)} is not supported (expected 'svg' or 'png')", field="format")
     return fmt
 
 
@@ -173,8 +211,7 @@ def normalize_data(symbology: Symbology, value: Any) -> str:
         raise InvalidData(f"data: {show(value)} is not a non-empty string", field="data")
     if len(value) > MAX_DATA_CHARS:
         raise DataTooLong(
-            f"data: {show(value)} is too long: {len(value)} characters, "
-            f"no symbology holds more than {MAX_DATA_CHARS}",
+            f"data: {show(value)} is too long: {len(value)} characters, no symbology holds more than {MAX_DATA_CHARS}",
             field="data",
         )
     try:
@@ -183,7 +220,7 @@ def normalize_data(symbology: Symbology, value: Any) -> str:
         raise InvalidData(
             f"data: {show(value)} contains unpaired surrogates (not valid Unicode text)", field="data"
         ) from None
-    return symbology.normalize(value)
+    return value
 
 
 def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSpec:
@@ -196,7 +233,10 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
         raise InvalidItem(f"item: {show(item)} is not an object", field="item")
     symbology = _symbology(item.get("barcode_type"))
     fmt = _format(item.get("format"))
-    data = normalize_data(symbology, item.get("data"))
+    raw_options = item.get("options")
+    early = raw_options.get("gs1_requisites") if isinstance(raw_options, Mapping) else None
+    kwargs = {"requisites": early is not False} if symbology.gs1 else {}
+    data = symbology.normalize(normalize_data(symbology, item.get("data")), **kwargs)
 
     options = item.get("options")
     if options is None:
@@ -209,9 +249,7 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
         if key not in OPTION_KEYS:
             name = key if key.isidentifier() and len(key) <= 40 else show(key)
             allowed = ", ".join(OPTION_KEYS)
-            raise InvalidOption(
-                f"options.{name}: unknown option (allowed: {allowed})", field=f"options.{name}"
-            )
+            raise InvalidOption(f"options.{name}: unknown option (allowed: {allowed})", field=f"options.{name}")
 
     width = _int_option("width", options.get("width"))
     height = _int_option("height", options.get("height"))
@@ -226,16 +264,55 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
         raise _option_error("foreground", fg_raw or foreground, same)
     show_text = _bool_option("show_text", options.get("show_text"))
     verify_opt = _bool_option("verify", options.get("verify"))
+    x_dim_mm = _float_option("x_dim_mm", options.get("x_dim_mm"), *X_DIM_RANGE)
+    bar_height_mm = _float_option("bar_height_mm", options.get("bar_height_mm"), *BAR_HEIGHT_RANGE)
+    dpi = _int_option("dpi", options.get("dpi"))
+    markers = _bool_option("quiet_zone_markers", options.get("quiet_zone_markers"))
+    if markers and not symbology.retail:
+        raise _option_error("quiet_zone_markers", markers, "is only supported for EAN/UPC types")
+    bearer = _choice_option("bearer", options.get("bearer"), BEARERS, symbology.name == "itf14", "itf14")
+    carrier = _choice_option(
+        "carrier", options.get("carrier"), CARRIERS, symbology.name == "gs1_digital_link", "gs1_digital_link"
+    )
+    requisites = _bool_option("gs1_requisites", options.get("gs1_requisites"))
+    if requisites is not None and not symbology.gs1:
+        raise _option_error("gs1_requisites", requisites, "is only supported for GS1 types")
+    requisites = True if requisites is None else requisites
+    if carrier == "datamatrix" and error_correction is not None and options.get("error_correction") is not None:
+        raise _option_error("error_correction", options.get("error_correction"), "is not supported for Data Matrix")
+    if symbology.name == "gs1_digital_link":
+        carrier = carrier or "qr"
+        if carrier == "datamatrix" and margin is None:
+            margin = DATAMATRIX_MARGIN
+        error_correction = None if carrier == "datamatrix" else (error_correction or "M")
+    if symbology.name == "itf14":
+        bearer = bearer or "frame"
+    bar_height: int | None = None
+    if x_dim_mm is not None or bar_height_mm is not None:
+        dpi = dpi or DEFAULT_DPI
+    if x_dim_mm is not None:
+        for key in ("width", "height", "module_size") if not symbology.linear else ("width", "module_size"):
+            if options.get(key) is not None:
+                raise _option_error(key, options.get(key), "cannot be combined with options.x_dim_mm")
+        module_size = max(1, round(x_dim_mm * (dpi or DEFAULT_DPI) / 25.4))
+    if bar_height_mm is not None:
+        if not symbology.linear:
+            raise _option_error("bar_height_mm", bar_height_mm, f"is not supported for {symbology.name} (1D only)")
+        if height is not None:
+            raise _option_error("height", height, "cannot be combined with options.bar_height_mm")
+        bar_height = max(1, round(bar_height_mm * (dpi or DEFAULT_DPI) / 25.4))
 
     if symbology.linear:
         show_text = True if show_text is None else show_text
-        height = DEFAULT_BAR_HEIGHT if height is None else height
+        height = DEFAULT_BAR_HEIGHT if height is None and bar_height is None else height
         module_size = None if width is not None else (module_size or DEFAULT_MODULE_SIZE_1D)
     else:
         if show_text:
             raise _option_error("show_text", show_text, f"is not supported for {symbology.name} (1D only)")
         show_text = False
-        if width is not None or height is not None:
+        if x_dim_mm is not None:
+            pass
+        elif width is not None or height is not None:
             module_size = None
         else:
             module_size = module_size or DEFAULT_MODULE_SIZE_2D
@@ -246,11 +323,23 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
         format=fmt,
         width=width,
         height=height,
-        margin=symbology.default_margin if margin is None else margin,
+        margin=symbology.default_margin if margin is None and not _symbol_quiet_zone(symbology) else margin,
         module_size=module_size,
         error_correction=error_correction,
         foreground=foreground,
         background=background,
         show_text=show_text,
         verify=bool(verify) if verify_opt is None else verify_opt,
+        x_dim_mm=x_dim_mm,
+        dpi=dpi,
+        bar_height=bar_height,
+        quiet_zone_markers=bool(markers),
+        bearer=bearer,
+        carrier=carrier,
+        gs1_requisites=requisites,
     )
+
+
+def _symbol_quiet_zone(symbology: Symbology) -> bool:
+    """EAN/UPC and ITF-14 take the GS1 quiet zones from the symbol (left and right differ)."""
+    return symbology.retail or symbology.name == "itf14"

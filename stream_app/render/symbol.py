@@ -12,6 +12,24 @@ BoolMatrix = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
+class Retail:
+    """EAN/UPC human-readable layout, in modules from the first bar (negative: in the left quiet zone).
+
+    ``digits``: (text, centre x, small) groups printed under the bars (small: UPC's outer digits);
+    ``guards``: module ranges ``[start, end)`` whose bars extend down into the text band;
+    ``addon``: first module of the 2/5-digit add-on (its bars start below its digits, printed above it);
+    ``need``: quiet zone (left, right) the outside digits need; ``markers``: x of ``<`` and ``>`` (or None).
+    """
+
+    digits: tuple[tuple[str, float, bool], ...]
+    guards: tuple[tuple[int, int], ...]
+    addon: int | None = None
+    addon_text: str = ""
+    need: tuple[int, int] = (0, 0)
+    markers: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass(frozen=True, slots=True)
 class Symbol:
     """One encoded barcode, before any pixel or SVG exists.
 
@@ -28,6 +46,9 @@ class Symbol:
     error_correction: str | None = None
     check_digit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    quiet_zone: tuple[int, int] | None = None  # standard quiet zones (left, right) in modules, 1D
+    retail: Retail | None = None  # EAN/UPC text layout
+    symbology_id: str | None = None  # what a reader reports (]C1, ]d2, ]Q3, …) when verify checks it
 
     @property
     def cols(self) -> int:

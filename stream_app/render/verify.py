@@ -1,36 +1,38 @@
-"""Read a symbol back with zxing-cpp and compare with what it should say.
+"""Read the delivered image back with zxing-cpp and compare with what it should say.
 
-The symbol is rasterised straight from its module matrix with numpy (grayscale, the item's colours, its
-margin, plus a white surround as a page would give), rather than decoding the output file: the same
-pixels the PNG writer packs, independent of the requested format. Colours matter: a low-contrast
-foreground/background pair fails verification.
+What is decoded is the bytes returned to the client, at their size: a PNG as it is; an SVG rasterised by
+resvg (``resvg-py``) at its own width/height (``mm`` sizes at the item's ``dpi``), text included (monospace
+= DejaVu Sans Mono when installed). The image is composited on white (a transparent background shows the
+page) and given a white surround of 16 px, as a page would; nothing else is changed, so a foreground /
+background pair of low contrast, a module size that blurs, or text over bars fail verification.
+
+Checked: the decoded text equals the symbol's reader content (GS1: the element string with GS
+separators; EAN/UPC: with the add-on digits; UPC-E: its 8 digits), and for GS1 symbols the symbology
+identifier (``]C1`` GS1-128, ``]d2`` GS1 Data Matrix, ``]Q3`` GS1 QR).
 """
 
 from __future__ import annotations
 
+import io
+import os
 from functools import cache
 
 import numpy as np
 import numpy.typing as npt
+import resvg_py
 import zxingcpp
+from PIL import Image
 
 from schemas.errors import VerifyFailed
 from stream_app.render._text import show
 from stream_app.render.registry import REGISTRY
-from stream_app.render.spec import TRANSPARENT, RenderSpec
+from stream_app.render.spec import RenderSpec
 from stream_app.render.symbol import Symbol
 
-SCALE_2D = 3  # px per module
-SCALE_1D = 2
-BAR_HEIGHT_1D = 40  # px
+SURROUND = 16  # px of white page around the delivered image
+MONOSPACE = "DejaVu Sans Mono"
+_FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",)
 _ALT_ENCODINGS = ("utf-8", "latin-1", "shift_jis", "cp932", "gb2312")
-
-
-def _luma(colour: str) -> int:
-    if colour == TRANSPARENT:
-        return 255
-    r, g, b = bytes.fromhex(colour[1:])
-    return round(0.299 * r + 0.587 * g + 0.114 * b)
 
 
 @cache
@@ -39,20 +41,32 @@ def _formats(barcode_type: str) -> zxingcpp.BarcodeFormats:
     return zxingcpp.BarcodeFormats([getattr(zxingcpp.BarcodeFormat, n) for n in names])
 
 
-def grayscale(symbol: Symbol, spec: RenderSpec) -> npt.NDArray[np.uint8]:
-    """8-bit grayscale image of the symbol as verify sees it."""
-    symbology = REGISTRY[spec.barcode_type]
-    margin = symbology.default_margin if spec.margin is None else spec.margin
-    surround = symbology.default_margin
-    fg, bg = np.uint8(_luma(spec.foreground)), np.uint8(_luma(spec.background))
-    if symbol.linear:
-        row = np.where(np.pad(symbol.modules[0], margin), fg, bg).astype(np.uint8)
-        row = np.pad(row, surround, constant_values=255)
-        row = np.repeat(row, SCALE_1D)
-        return np.ascontiguousarray(np.broadcast_to(row, (BAR_HEIGHT_1D, row.size)))
-    full = np.where(np.pad(symbol.modules, margin), fg, bg).astype(np.uint8)
-    full = np.pad(full, surround, constant_values=255)
-    return np.repeat(np.repeat(full, SCALE_2D, axis=0), SCALE_2D, axis=1)
+@cache
+def _fonts() -> list[str]:
+    return [path for path in _FONT_FILES if os.path.exists(path)]
+
+
+def rasterise_svg(svg: bytes, dpi: int | None = None) -> bytes:
+    """PNG bytes of an SVG as resvg draws it at its own size (``mm`` at ``dpi``, default 96)."""
+    png = resvg_py.svg_to_bytes(
+        svg_string=svg.decode("utf-8"),
+        skip_system_fonts=True,
+        font_files=_fonts() or None,
+        monospace_family=MONOSPACE,
+        dpi=float(dpi or 0),
+    )
+    return bytes(png)
+
+
+def grayscale_of(image: bytes, content_type: str, dpi: int | None = None) -> npt.NDArray[np.uint8]:
+    """The delivered image as 8-bit grayscale on white, with the white surround."""
+    png = image if content_type == "image/png" else rasterise_svg(image, dpi)
+    with Image.open(io.BytesIO(png)) as opened:
+        rgba = opened.convert("RGBA")
+    page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    page.alpha_composite(rgba)
+    gray = np.asarray(page.convert("L"), dtype=np.uint8)
+    return np.pad(gray, SURROUND, constant_values=255)
 
 
 def matches(expected: str, barcode: zxingcpp.Barcode) -> bool:
@@ -60,7 +74,11 @@ def matches(expected: str, barcode: zxingcpp.Barcode) -> bool:
     text = barcode.text
     if text == expected:
         return True
-    if len(expected) == 12 and expected.isdigit() and text == "0" + expected:  # UPC-A read as EAN-13
+    if expected.isdigit() and len(expected) in (12, 14, 17) and text == "0" + expected:  # UPC-A read as EAN-13
+        return True
+    extra = barcode.extra if isinstance(barcode.extra, dict) else {}
+    upce = extra.get("UPCE")
+    if upce is not None and upce + str(extra.get("EanAddOn", "")) == expected:
         return True
     raw = barcode.bytes  # 2D: the reader guesses a charset when there is no ECI; compare the bytes
     for encoding in _ALT_ENCODINGS:
@@ -72,19 +90,31 @@ def matches(expected: str, barcode: zxingcpp.Barcode) -> bool:
     return False
 
 
-def verify_symbol(symbol: Symbol, spec: RenderSpec) -> None:
-    """Raise ``VerifyFailed`` unless the symbol decodes to ``symbol.content``."""
-    image = grayscale(symbol, spec)
-    formats = _formats(spec.barcode_type)
-    found = zxingcpp.read_barcodes(image, formats=formats, text_mode=zxingcpp.TextMode.Plain)
+def read(image: npt.NDArray[np.uint8], barcode_type: str) -> list[zxingcpp.Barcode]:
+    addon = zxingcpp.EanAddOnSymbol.Read if REGISTRY[barcode_type].retail else zxingcpp.EanAddOnSymbol.Ignore
+    return zxingcpp.read_barcodes(
+        image, formats=_formats(barcode_type), text_mode=zxingcpp.TextMode.Plain, ean_add_on_symbol=addon
+    )
+
+
+def verify_image(symbol: Symbol, spec: RenderSpec, image: bytes, content_type: str) -> None:
+    """Raise ``VerifyFailed`` unless the delivered image decodes to ``symbol.content``."""
+    found = read(grayscale_of(image, content_type, spec.dpi), spec.barcode_type)
     if not found:
         raise VerifyFailed(
             f"data: {show(symbol.content)} was rendered but no {spec.barcode_type} symbol could be decoded "
-            f"back (foreground {spec.foreground} on {spec.background})",
+            f"back from the {spec.format.upper()} (foreground {spec.foreground} on {spec.background})",
             field="data",
         )
-    if not any(matches(symbol.content, barcode) for barcode in found):
+    good = [barcode for barcode in found if matches(symbol.content, barcode)]
+    if not good:
         raise VerifyFailed(
             f"data: decoded {show(found[0].text)} but expected {show(symbol.content)}",
+            field="data",
+        )
+    if symbol.symbology_id and not any(b.symbology_identifier == symbol.symbology_id for b in good):
+        raise VerifyFailed(
+            f"data: decoded with symbology identifier {good[0].symbology_identifier} but expected "
+            f"{symbol.symbology_id}",
             field="data",
         )

@@ -18,7 +18,15 @@ Sizing rules (``compute_layout``), with ``cols``/``rows`` counting modules *incl
       (fractional module widths are fine in SVG). With ``show_text`` the text band (font size 15 % of the
       height, shrunk to fit the width) is carved out of the bottom of that height;
     * PNG: ``scale = max(1, width // cols)`` or ``module_size`` px per module horizontally, ``height`` px
-      high. **The PNG carries no human-readable text** (no font rasteriser in the core): bars only.
+      high, with the same text layout as the SVG, drawn with Pillow's built-in font (glyphs rendered once
+      per size, then copied);
+    * quiet zones: ``margin`` on both sides, else the symbol's own (EAN/UPC, ITF-14: GS1 left/right),
+      widened to 7 modules where a digit or ``<``/``>`` marker is printed; an ITF-14 bearer frame adds
+      5 modules outside them; ``bar_height`` (from ``bar_height_mm``) adds the text band to the height.
+
+EAN/UPC (``symbol.retail``): digits 10 modules high (at most 22 % of the height) in a band under the bars,
+guard bars extended half into it, UPC's outer digits at 80 %, add-on bars starting below their digits.
+ITF-14 bearers (``bearer``): bars 5 modules thick above and below the bars; ``frame`` adds the sides.
 
 SVG shape: optional background ``<rect>`` (omitted when transparent), then one ``<path>`` whose ``d`` is a
 list of filled rectangles ``M{x} {y}h{w}v{h}h-{w}z`` in module units: 2D = horizontal runs of dark
@@ -27,8 +35,9 @@ height in viewBox units. 1D text is a ``<text>`` (monospace, centred), XML-escap
 removed. No ids, scripts, styles or event attributes.
 
 Any derived side above ``MAX_SIDE`` is refused (``InvalidOption``) before anything is allocated.
-Output is deterministic: no timestamps or ids; PNG uses a fixed zlib level (bytes are stable for a given
-zlib build).
+Output is deterministic: no timestamps or ids; PNG uses a fixed zlib level (6; 1 for 1D images drawn
+with text rows or bearers) — bytes are stable for a given zlib and Pillow build. With ``dpi`` a PNG
+carries ``pHYs`` and, with ``x_dim_mm``, SVG ``width``/``height`` are in millimetres.
 """
 
 from __future__ import annotations
@@ -37,9 +46,11 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from xml.sax.saxutils import escape
 
 import numpy as np
+from PIL import ImageFont
 
 from schemas.errors import InvalidOption
 from stream_app.render._text import strip_controls
@@ -55,13 +66,19 @@ from stream_app.render.spec import (
 from stream_app.render.symbol import BoolMatrix, Symbol, with_margin
 
 PNG_ZLIB_LEVEL = 6
+TEXT_PNG_ZLIB_LEVEL = 1  # 1D PNGs with text rows: level 6 costs twice the time for ~10 % fewer bytes
 TEXT_SIZE_RATIO = 0.15  # font size / image height, 1D SVG text
 TEXT_CHAR_WIDTH = 0.6  # monospace advance / font size, used to shrink long text to fit
+RETAIL_FONT = 10.0  # EAN/UPC digit size, modules (6 digits of 0.6 em fill a 42-module half)
+RETAIL_FONT_RATIO = 0.22  # at most this share of the image height
+SMALL_RATIO = 0.8  # UPC's outer digits
+MARKER_NEED = 7  # modules of quiet zone a < or > marker needs
+BEARER_MODULES = 5  # ITF-14 bearer bar thickness, X
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    margin: int  # quiet zone, modules
+    margin: int  # quiet zone, modules (1D: the left one)
     cols: int  # modules across, quiet zone included
     rows: int  # modules down, quiet zone included (1D: 1)
     svg_width: int  # px
@@ -69,20 +86,57 @@ class Layout:
     png_scale: int  # px per module (1D: horizontally)
     png_width: int
     png_height: int
+    margin_right: int = -1  # 1D: right quiet zone, modules (-1: same as margin)
+    bearer: int = 0  # ITF-14 bearer thickness, modules (0: none)
+    frame: bool = False  # ITF-14: the bearer surrounds the symbol (its sides sit outside the quiet zones)
+
+    @property
+    def right(self) -> int:
+        return self.margin if self.margin_right < 0 else self.margin_right
+
+
+def _quiet_zones(symbol: Symbol, spec: RenderSpec) -> tuple[int, int, int, bool]:
+    """1D (left, right) quiet zones in modules, widened for text printed in them; bearer size; frame."""
+    if spec.margin is not None:
+        left = right = spec.margin
+    elif symbol.quiet_zone is not None:
+        left, right = symbol.quiet_zone
+    else:
+        left = right = REGISTRY[spec.barcode_type].default_margin
+    retail = symbol.retail
+    if retail is not None and spec.show_text:
+        left, right = max(left, retail.need[0]), max(right, retail.need[1])
+        if spec.quiet_zone_markers:
+            left = max(left, MARKER_NEED) if retail.markers[0] is not None else left
+            right = max(right, MARKER_NEED) if retail.markers[1] is not None else right
+    bearer, frame = 0, False
+    if spec.bearer in ("bars", "frame"):
+        bearer, frame = BEARER_MODULES, spec.bearer == "frame"
+    if frame:
+        left, right = left + bearer, right + bearer
+    return left, right, bearer, frame
 
 
 def compute_layout(symbol: Symbol, spec: RenderSpec) -> Layout:
     margin = REGISTRY[spec.barcode_type].default_margin if spec.margin is None else spec.margin
     cols = symbol.cols + 2 * margin
     if symbol.linear:
-        rows = 1
-        height = spec.height or DEFAULT_BAR_HEIGHT
+        left, right, bearer, frame = _quiet_zones(symbol, spec)
+        cols = symbol.cols + left + right
         if spec.width:
             svg_w, scale = spec.width, max(1, spec.width // cols)
         else:
             scale = spec.module_size or DEFAULT_MODULE_SIZE_1D
             svg_w = cols * scale
-        layout = Layout(margin, cols, rows, svg_w, height, scale, cols * scale, height)
+        if spec.bar_height is not None:  # bars of that height, the text band (and bearers) added
+            height = (
+                spec.bar_height
+                + round(_band(symbol, spec, svg_w / cols, spec.bar_height))
+                + 2 * round(bearer * svg_w / cols)
+            )
+        else:
+            height = spec.height or DEFAULT_BAR_HEIGHT
+        layout = Layout(left, cols, 1, svg_w, height, scale, cols * scale, height, right, bearer, frame)
     else:
         rows = symbol.rows + 2 * margin
         if spec.width and spec.height:
@@ -146,7 +200,128 @@ def _matrix_path(modules: BoolMatrix, margin: int) -> str:
     return "".join([f"M{x + margin} {y}h{w}v{h}h-{w}z" for x, y, w, h in zip(xs, ys, ws, hs, strict=True)])
 
 
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """Vertical layout of a 1D symbol in px (floats) for a given px-per-module ``unit``; x in modules."""
+
+    height: float
+    bars: tuple[float, float]  # top, bottom of ordinary bars
+    guard_bottom: float  # EAN/UPC guard bars (and add-on bars) reach down to here
+    addon_top: float  # add-on bars start here (below the add-on digits)
+    bearer: float  # thickness of the ITF-14 bearer bars (0: none)
+    font: float  # text size, px
+    small: float  # text size of UPC's outer digits, px
+    baseline: float  # text baseline below the bars
+    texts: tuple[tuple[str, float, float, float], ...]  # (text, centre x in modules, baseline y, size)
+
+
+def _band(symbol: Symbol, spec: RenderSpec, unit: float, bars: float) -> float:
+    """Height of the text band under bars ``bars`` px tall (for ``bar_height_mm``)."""
+    if not spec.show_text or not strip_controls(symbol.text):
+        return 0.0
+    if symbol.retail is not None:
+        return min(RETAIL_FONT * unit, RETAIL_FONT_RATIO * bars / (1 - RETAIL_FONT_RATIO))
+    fit = 0.95 * symbol.cols * unit / (TEXT_CHAR_WIDTH * len(symbol.text))
+    return 1.25 * min(TEXT_SIZE_RATIO * bars / (1 - 1.25 * TEXT_SIZE_RATIO), fit)
+
+
+def geometry(symbol: Symbol, spec: RenderSpec, layout: Layout, width: float, height: float) -> Geometry:
+    unit = width / layout.cols
+    left = layout.margin
+    text = strip_controls(symbol.text) if spec.show_text else ""
+    bearer = layout.bearer * unit
+    retail = symbol.retail
+    if retail is not None and text:
+        font = min(RETAIL_FONT * unit, RETAIL_FONT_RATIO * height)
+        small = font * SMALL_RATIO
+        bottom = height - font
+        guard = bottom + font / 2
+        base = height - font * 0.12
+        items = [(t, left + x, base, small if is_small else font) for t, x, is_small in retail.digits]
+        top = 0.0
+        if retail.addon is not None:
+            top = font
+            cx = left + retail.addon + (symbol.cols - retail.addon) / 2
+            items.append((retail.addon_text, cx, font * 0.88, font))
+        if spec.quiet_zone_markers:
+            items += [(m, left + x, base, font) for m, x in zip("<>", retail.markers, strict=True) if x is not None]
+        return Geometry(height, (0.0, bottom), guard, top, 0.0, font, small, base, tuple(items))
+    if retail is not None:  # no text: add-on bars as tall as the others
+        return Geometry(height, (0.0, height), height, 0.0, 0.0, 0.0, 0.0, height, ())
+    font = 0.0
+    if text:
+        fit = 0.95 * width / (TEXT_CHAR_WIDTH * len(text))
+        font = min((height - 2 * bearer) * TEXT_SIZE_RATIO if bearer else height * TEXT_SIZE_RATIO, fit)
+    bottom = height - font * 1.25
+    texts: tuple[tuple[str, float, float, float], ...] = ((text, layout.cols / 2, height - font * 0.25, font),)
+    texts = texts if text else ()
+    if bearer:
+        bars = (bearer, bottom - bearer)
+        return Geometry(height, bars, bars[1], 0.0, bearer, font, font, height - font * 0.25, texts)
+    return Geometry(height, (0.0, bottom), bottom, 0.0, 0.0, font, font, height - font * 0.25, texts)
+
+
+def _svg_size(value: int, spec: RenderSpec) -> str:
+    if spec.dpi is None or spec.x_dim_mm is None:
+        return str(value)
+    return f"{_num(value * 25.4 / spec.dpi)}mm"
+
+
+def _svg_head(spec: RenderSpec, layout: Layout, view: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_svg_size(layout.svg_width, spec)}" '
+        f'height="{_svg_size(layout.svg_height, spec)}" viewBox="{view}" shape-rendering="crispEdges">'
+    )
+
+
+def _text_svg(text: str, x: float, y: float, size: float, colour: str) -> str:
+    return (
+        f'<text x="{_num(x)}" y="{_num(y)}" font-family="monospace" font-size="{_num(size)}" '
+        f'text-anchor="middle" fill="{colour}">{escape(text)}</text>'
+    )
+
+
+def _print_svg(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
+    """1D with EAN/UPC text layout, add-on or bearer bars (module units, square)."""
+    unit = layout.svg_width / layout.cols
+    g = geometry(symbol, spec, layout, float(layout.cols), layout.svg_height / unit)
+    m = layout.margin
+    top, bottom = g.bars
+    tall = [False] * symbol.cols
+    addon = symbol.retail.addon if symbol.retail is not None else None
+    if symbol.retail is not None:
+        for start, end in symbol.retail.guards:
+            tall[start:end] = [True] * (end - start)
+    plain = (_num(top), _num(bottom - top))  # (y, height) strings of the three kinds of bar
+    guard = (_num(top), _num(g.guard_bottom - top))
+    added = (_num(g.addon_top), _num(g.guard_bottom - g.addon_top))
+    parts = []
+    _, xs, ws = runs(symbol.modules)
+    for x, w in zip(xs, ws, strict=True):
+        y, h = added if addon is not None and x >= addon else (guard if tall[x] else plain)
+        parts.append(f"M{x + m} {y}h{w}v{h}h-{w}z")
+    if g.bearer:
+        b, total = _num(g.bearer), layout.cols
+        parts.append(f"M0 0h{total}v{b}h-{total}z")
+        parts.append(f"M0 {_num(bottom)}h{total}v{b}h-{total}z")
+        if layout.frame:
+            inner = _num(bottom - g.bearer)
+            parts.append(f"M0 {b}h{layout.bearer}v{inner}h-{layout.bearer}z")
+            parts.append(f"M{total - layout.bearer} {b}h{layout.bearer}v{inner}h-{layout.bearer}z")
+    view_h = g.height
+    out = [_svg_head(spec, layout, f"0 0 {layout.cols} {_num(view_h)}")]
+    if spec.background != TRANSPARENT:
+        out.append(f'<rect width="{layout.cols}" height="{_num(view_h)}" fill="{spec.background}"/>')
+    out.append(f'<path fill="{spec.foreground}" d="{"".join(parts)}"/>')
+    out += [_text_svg(t, x, y, size, spec.foreground) for t, x, y, size in g.texts if t]
+    out.append("</svg>\n")
+    return "".join(out).encode("utf-8")
+
+
 def write_svg(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
+    if symbol.linear and (symbol.retail is not None or layout.bearer or layout.right != layout.margin):
+        return _print_svg(symbol, spec, layout)
     m = layout.margin
     text = strip_controls(symbol.text) if symbol.linear and spec.show_text else ""
     if symbol.linear:
@@ -164,20 +339,13 @@ def write_svg(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
         view_h = float(layout.rows)
         d = _matrix_path(symbol.modules, m)
         view = f"0 0 {layout.cols} {layout.rows}"
-    out = [
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{layout.svg_width}" height="{layout.svg_height}" '
-        f'viewBox="{view}" shape-rendering="crispEdges">'
-    ]
+    out = [_svg_head(spec, layout, view)]
     if spec.background != TRANSPARENT:
         out.append(f'<rect width="{layout.cols}" height="{_num(view_h)}" fill="{spec.background}"/>')
     if d:
         out.append(f'<path fill="{spec.foreground}" d="{d}"/>')
     if text:
-        out.append(
-            f'<text x="{_num(layout.cols / 2)}" y="{_num(view_h - font * 0.25)}" font-family="monospace" '
-            f'font-size="{_num(font)}" text-anchor="middle" fill="{spec.foreground}">{escape(text)}</text>'
-        )
+        out.append(_text_svg(text, layout.cols / 2, view_h - font * 0.25, font, spec.foreground))
     out.append("</svg>\n")
     return "".join(out).encode("utf-8")
 
@@ -193,8 +361,11 @@ def _chunk(tag: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
 
 
-def png_bytes(rows: np.ndarray, width: int, foreground: str, background: str) -> bytes:
-    """PNG, 1-bit palette (0 = background, 1 = foreground), from packed scanlines incl. filter bytes."""
+def png_bytes(
+    rows: np.ndarray, width: int, foreground: str, background: str, dpi: int | None = None, level: int = PNG_ZLIB_LEVEL
+) -> bytes:
+    """PNG, 1-bit palette (0 = background, 1 = foreground), from packed scanlines incl. filter bytes;
+    with ``dpi``, a pHYs chunk (pixels per metre) so that print software knows the physical size."""
     height = int(rows.shape[0])
     fg = _rgb(foreground)
     if background == TRANSPARENT:
@@ -209,13 +380,97 @@ def png_bytes(rows: np.ndarray, width: int, foreground: str, background: str) ->
     ]
     if background == TRANSPARENT:
         parts.append(_chunk(b"tRNS", b"\x00"))
-    parts.append(_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_ZLIB_LEVEL)))
+    if dpi is not None:
+        ppm = round(dpi / 0.0254)
+        parts.append(_chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
+    parts.append(_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)))
     parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
 
 
-def raster(symbol: Symbol, layout: Layout) -> BoolMatrix:
+@lru_cache(maxsize=64)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    font = ImageFont.load_default(size)  # Pillow's built-in font (no file, no network)
+    if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow built without FreeType
+        raise RuntimeError("Pillow has no FreeType support: 1D PNG text cannot be drawn")
+    return font
+
+
+@lru_cache(maxsize=4096)
+def _cell(char: str, size: int) -> BoolMatrix:
+    """One character in a cell one line high (ascent + descent) and one advance wide, rendered once."""
+    font = _font(size)
+    ascent, descent = font.getmetrics()
+    advance = max(1, round(font.getlength(char)))
+    cell = np.zeros((ascent + descent, advance), dtype=np.bool_)
+    mask, (ox, oy) = font.getmask2(char, mode="L")
+    w, h = mask.size
+    if w and h:
+        pixels = np.asarray(mask, dtype=np.uint8).reshape(h, w) >= 128
+        block = cell[oy : oy + h, ox : ox + w]
+        block |= pixels[: block.shape[0], : block.shape[1]]
+    return cell
+
+
+@lru_cache(maxsize=64)
+def _ascent(size: int) -> int:
+    return int(_font(size).getmetrics()[0])
+
+
+def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, size: int) -> None:
+    """Draw ``text`` (dark pixels) centred on ``centre_x`` with its baseline at ``baseline``."""
+    if size < 1 or not text:
+        return
+    line = np.concatenate([_cell(ch, size) for ch in text], axis=1) if len(text) > 1 else _cell(text, size)
+    h, w = line.shape
+    x0, y0 = round(centre_x - w / 2), round(baseline) - _ascent(size)
+    rows, cols = image.shape
+    if x0 >= 0 and y0 >= 0 and x0 + w <= cols and y0 + h <= rows:
+        image[y0 : y0 + h, x0 : x0 + w] |= line
+        return
+    ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(cols, x0 + w)
+    if ye > ys and xe > xs:
+        image[ys:ye, xs:xe] |= line[ys - y0 : ye - y0, xs - x0 : xe - x0]
+
+
+def linear_raster(symbol: Symbol, spec: RenderSpec, layout: Layout) -> BoolMatrix:
+    """Full 1D image (True = dark) at the PNG scale: bars, guards, add-on, bearers and text."""
+    s = layout.png_scale
+    full = np.zeros(layout.cols, dtype=np.bool_)
+    full[layout.margin : layout.margin + symbol.cols] = symbol.modules[0]
+    row = np.repeat(full, s)
+    width, height = row.size, layout.png_height
+    g = geometry(symbol, spec, layout, float(width), float(height))
+    image = np.zeros((height, width), dtype=np.bool_)
+    top, bottom = round(g.bars[0]), round(g.bars[1])
+    image[top:bottom] = row
+    retail = symbol.retail
+    if retail is not None and g.font:
+        guard = round(g.guard_bottom)
+        for start, end in retail.guards:
+            x0, x1 = (layout.margin + start) * s, (layout.margin + end) * s
+            image[bottom:guard, x0:x1] = row[x0:x1]
+        if retail.addon is not None:
+            x0 = (layout.margin + retail.addon) * s
+            image[: round(g.addon_top), x0:] = False
+            image[bottom:guard, x0:] = row[x0:]
+    if g.bearer:
+        b = max(1, round(g.bearer))
+        image[:b] = True
+        image[bottom : bottom + b] = True
+        if layout.frame:
+            side = layout.bearer * s
+            image[: bottom + b, :side] = True
+            image[: bottom + b, width - side :] = True
+    for text, x, y, size in g.texts:
+        draw_text(image, text, x * s, y, int(size))
+    return image
+
+
+def raster(symbol: Symbol, layout: Layout, spec: RenderSpec | None = None) -> BoolMatrix:
     """Full-size boolean image (True = dark) at the PNG scale (for tests; write_png packs directly)."""
+    if symbol.linear and spec is not None:
+        return linear_raster(symbol, spec, layout)
     full = with_margin(symbol.modules, layout.margin, linear=symbol.linear)
     s = layout.png_scale
     if symbol.linear:
@@ -227,6 +482,14 @@ def raster(symbol: Symbol, layout: Layout) -> BoolMatrix:
 def write_png(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
     full = with_margin(symbol.modules, layout.margin, linear=symbol.linear)
     s = layout.png_scale
+    dpi = spec.dpi
+    if symbol.linear and (
+        (spec.show_text and symbol.text) or symbol.retail is not None or layout.bearer or layout.right != layout.margin
+    ):
+        packed = np.packbits(linear_raster(symbol, spec, layout), axis=1)
+        lines = np.zeros((packed.shape[0], packed.shape[1] + 1), np.uint8)
+        lines[:, 1:] = packed
+        return png_bytes(lines, layout.png_width, spec.foreground, spec.background, dpi, TEXT_PNG_ZLIB_LEVEL)
     if symbol.linear:
         row = np.repeat(full[0], s)
         line = np.concatenate((np.zeros(1, np.uint8), np.packbits(row)))
@@ -237,7 +500,7 @@ def write_png(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
         lines = np.zeros((packed.shape[0], packed.shape[1] + 1), np.uint8)
         lines[:, 1:] = packed
         rows = np.repeat(lines, s, axis=0)
-    return png_bytes(np.ascontiguousarray(rows), layout.png_width, spec.foreground, spec.background)
+    return png_bytes(np.ascontiguousarray(rows), layout.png_width, spec.foreground, spec.background, dpi)
 
 
 Writer = Callable[[Symbol, RenderSpec, Layout], bytes]

@@ -20,7 +20,8 @@ SAMPLE = {
     "jan": "490123456789", "isbn13": "978316148410", "isbn10": "316148410", "issn": "0317847",
     "ean14": "1234567890123", "gs1_128": "(01)12345678901231(10)AB", "code128": "Hello", "code39": "HELLO",
     "itf": "123456", "codabar": "A1234B", "pzn": "123456", "datamatrix": "hello", "pdf417": "hello",
-    "aztec": "hello",
+    "aztec": "hello", "itf14": "1540014128876", "upce": "0123456", "gs1_datamatrix": "(01)09506000134352(10)AB",
+    "gs1_qr": "(01)09506000134352(10)AB", "gs1_digital_link": "https://id.gs1.org/01/09506000134352/10/AB",
 }  # fmt: skip
 _RECT = re.compile(r"M(\d+) ([\d.]+)h(\d+)v([\d.]+)h-(\d+)z")
 
@@ -47,6 +48,12 @@ def decodes_to(found: list[zxingcpp.Barcode], content: str) -> bool:
     return any(matches(content, b) for b in found)
 
 
+def png_row(png: bytes) -> np.ndarray:
+    """1D: the PNG's pixel row at ``MID`` of its height, as a (1, width) boolean matrix."""
+    dark = png_dark(png)
+    return dark[int(dark.shape[0] * MID) : int(dark.shape[0] * MID) + 1]
+
+
 def png_dark(png: bytes) -> np.ndarray:
     """Boolean pixel matrix of one of our PNGs (True = foreground palette index 1)."""
     image = Image.open(BytesIO(png))
@@ -58,8 +65,12 @@ def parse_svg(svg: bytes) -> DET.Element:
     return DET.fromstring(svg)
 
 
+MID = 0.4  # 1D: where bars are read, as a share of the height (below bearers and add-on digits)
+
+
 def svg_modules(svg: bytes, *, linear: bool) -> np.ndarray:
-    """Parse our own path format back to the module matrix (quiet zone included)."""
+    """Parse our own path format back to the module matrix (quiet zone included); 1D: the row of modules
+    crossing ``MID`` of the height."""
     root = parse_svg(svg)
     _, _, width, height = root.get("viewBox").split()
     cols = int(width)
@@ -70,9 +81,11 @@ def svg_modules(svg: bytes, *, linear: bool) -> np.ndarray:
     assert "".join(f"M{x} {y}h{w}v{h}h-{w2}z" for x, y, w, h, w2 in rects) == d, "unexpected path syntax"
     if linear:
         out = np.zeros((1, cols), dtype=bool)
-        for x, y, w, _h, w2 in rects:
-            assert y == "0" and w == w2
-            out[0, int(x) : int(x) + int(w)] = True
+        level = float(height) * MID
+        for x, y, w, h, w2 in rects:
+            assert w == w2
+            if float(y) <= level < float(y) + float(h):
+                out[0, int(x) : int(x) + int(w)] = True
         return out
     out = np.zeros((int(height), cols), dtype=bool)
     for x, y, w, h, w2 in rects:

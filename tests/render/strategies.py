@@ -63,15 +63,18 @@ _GS1_VALUE = st.text(
 @st.composite
 def _gs1(draw: st.DrawFn) -> tuple[str, str]:
     elements: list[tuple[str, str, bool]] = []  # (ai, value, fixed length)
-    if draw(st.booleans()):
+    with_gtin = draw(st.booleans())
+    if with_gtin:  # (10), (17), (21), (240) need a GTIN beside them (GS1 mandatory associations)
         body = draw(_digits(13))
         elements.append(("01", body + gtin_check(body), True))
-    if draw(st.booleans()):
-        elements.append(("17", draw(_digits(6)), True))
-    for ai in draw(st.lists(st.sampled_from(["10", "21", "240", "91"]), max_size=2, unique=True)):
+        if draw(st.booleans()):
+            date = f"{draw(st.integers(0, 99)):02d}{draw(st.integers(1, 12)):02d}{draw(st.integers(0, 28)):02d}"
+            elements.append(("17", date, True))
+    choices = ["10", "21", "240", "91"] if with_gtin else ["91", "90"]
+    for ai in draw(st.lists(st.sampled_from(choices), max_size=2, unique=True)):
         elements.append((ai, draw(_GS1_VALUE), False))
     if not elements:
-        elements.append(("10", draw(_GS1_VALUE), False))
+        elements.append(("91", draw(_GS1_VALUE), False))
     data = "".join(f"({ai}){value}" for ai, value, _ in elements)
     parts = []
     for i, (ai, value, fixed) in enumerate(elements):
@@ -109,6 +112,42 @@ def _same(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[tuple[str, str]
 
 _TEXT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=60)
 
+
+def _upce_to_upca(upce: str) -> str:
+    """UPC-E (number system + 6 digits) → UPC-A body (11 digits), per the GS1 zero-suppression table."""
+    ns, d = upce[0], upce[1:7]
+    last = d[5]
+    expansions = {"0": d[:2] + "00000" + d[2:5], "1": d[:2] + "10000" + d[2:5], "2": d[:2] + "20000" + d[2:5],
+                  "3": d[:3] + "00000" + d[3:5], "4": d[:4] + "00000" + d[4]}  # fmt: skip
+    return ns + expansions.get(last, d[:5] + "0000" + last)
+
+
+@st.composite
+def _upce(draw: st.DrawFn) -> tuple[str, str]:
+    ns = draw(st.sampled_from("01"))
+    # canonical zero suppressions only: last digit 3 needs a 3rd digit 3-9, 4 a 4th digit 1-9, 5-9 a 5th 1-9
+    six = draw(
+        _digits(6).filter(
+            lambda d: not (d[5] == "3" and d[2] in "012")
+            and not (d[5] == "4" and d[3] == "0")
+            and not (d[5] in "56789" and d[4] == "0")
+        )
+    )
+    check = gtin_check(_upce_to_upca(ns + six))
+    full = ns + six + check
+    data = draw(st.sampled_from([full, ns + six] + ([six] if ns == "0" else [])))
+    return data, full
+
+
+@st.composite
+def _digital_link(draw: st.DrawFn) -> tuple[str, str]:
+    body = draw(_digits(13))
+    gtin = body + gtin_check(body)
+    lot = draw(st.text(alphabet=string.ascii_letters + string.digits, min_size=0, max_size=10))
+    uri = f"https://id.gs1.org/01/{gtin}" + (f"/10/{lot}" if lot else "")
+    data = draw(st.sampled_from([uri, f"(01){gtin}" + (f"(10){lot}" if lot else "")]))
+    return data, uri
+
 VALID: dict[str, st.SearchStrategy[tuple[str, str]]] = {
     "qr": _same(_TEXT),
     "micro_qr": _same(
@@ -141,4 +180,9 @@ VALID: dict[str, st.SearchStrategy[tuple[str, str]]] = {
     "datamatrix": _same(_TEXT),
     "pdf417": _same(_TEXT),
     "aztec": _same(_TEXT),
+    "itf14": _gtin(13),
+    "upce": _upce(),
+    "gs1_datamatrix": _gs1(),
+    "gs1_qr": _gs1(),
+    "gs1_digital_link": _digital_link(),
 }

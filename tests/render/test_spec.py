@@ -44,7 +44,11 @@ def test_defaults_are_resolved() -> None:
     micro = normalize_item({"barcode_type": "micro_qr", "data": "1"})
     assert (micro.margin, micro.error_correction) == (2, None)
     ean = normalize_item({"barcode_type": "ean13", "data": "590123412345"})
-    assert (ean.margin, ean.module_size, ean.height, ean.show_text) == (10, 2, 80, True)
+    assert (ean.margin, ean.module_size, ean.height, ean.show_text) == (None, 2, 80, True)  # None: GS1 11/7
+    itf14 = normalize_item({"barcode_type": "itf14", "data": "1540014128876"})
+    assert (itf14.margin, itf14.bearer) == (None, "frame")
+    link = normalize_item({"barcode_type": "gs1_digital_link", "data": "(01)09506000134352"})
+    assert (link.carrier, link.margin, link.error_correction, link.gs1_requisites) == ("qr", 4, "M", True)
     for name, margin in {"datamatrix": 1, "pdf417": 2, "aztec": 1}.items():
         assert normalize_item({"barcode_type": name, "data": "x"}).margin == margin
 
@@ -199,7 +203,9 @@ def test_arbitrary_options_never_raise_anything_but_item_errors(
     data = {"ean13": "590123412345", "ean8": "9638507", "upca": "03600029145", "jan": "490123456789",
             "isbn13": "978316148410", "isbn10": "316148410", "issn": "0317847", "ean14": "1234567890123",
             "gs1_128": "(01)12345678901231", "itf": "1234", "codabar": "A12B", "pzn": "123456",
-            "micro_qr": "1"}.get(barcode_type, "HELLO")  # fmt: skip
+            "micro_qr": "1", "itf14": "1540014128876", "upce": "0123456", "gs1_datamatrix": "(01)12345678901231",
+            "gs1_qr": "(01)12345678901231", "gs1_digital_link": "(01)12345678901231",
+            }.get(barcode_type, "HELLO")  # fmt: skip
     try:
         spec = normalize_item(item(barcode_type, data, **options))
     except InvalidOption as exc:
@@ -217,7 +223,7 @@ def test_spec_is_hashable_and_picklable() -> None:
 
 def test_cache_key() -> None:
     a = normalize_item(item("ean13", "590123412345"))
-    b = normalize_item(item("ean13", "5901234123457", margin=10))
+    b = normalize_item(item("ean13", " 5901234123457 "))
     assert a == b and a.cache_key() == b.cache_key()
     key = a.cache_key()
     assert len(key) == 64 and int(key, 16) >= 0

@@ -19,6 +19,7 @@ python-barcode 0.16 quirks handled here (checked against its source):
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from barcode.codabar import CODABAR
 from barcode.codex import PZN7, Code39, Code128, Gs1_128
@@ -29,33 +30,25 @@ from barcode.itf import ITF
 from barcode.upc import UPCA
 
 from schemas.errors import DataTooLong, InvalidCheckDigit, InvalidData
+from stream_app.render import gs1
 from stream_app.render._text import show
-from stream_app.render.symbol import Symbol, pattern_to_modules
+from stream_app.render.symbol import Retail, Symbol, pattern_to_modules
 
 MAX_LINEAR_CHARS = 80  # code128 / code39 / itf / codabar data
 GS1_MAX_CHARS = 48  # GS1 General Specifications: at most 48 data characters per GS1-128 symbol
+QUIET_ITF14 = (10, 10)  # GS1 General Specifications 5.3.4: 10 X each side, inside the bearer frame
 MIN_ITF_DIGITS = 4  # shorter ITF is rejected by readers (too easily a partial read)
 MIN_CODABAR_BODY = 2  # likewise for Codabar (zxing-cpp wants at least 4 characters incl. start/stop)
 
-GS = "\x1d"  # FNC1 separator as it appears in decoded GS1 data
+GS = gs1.GS  # FNC1 separator as it appears in decoded GS1 data
 _FNC1 = Gs1_128.FNC1_CHAR  # python-barcode's in-band FNC1 marker
 
 _CODE39_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-. $/+%")
 _CODABAR_BODY = frozenset("0123456789-$:/.+")
 _CODABAR_STARTSTOP = frozenset("ABCD")
 # GS1 "character set 82" (GS1 General Specifications, figure 7.11-1)
-_GS1_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!\"%&'()*+,-./:;<=>?_")
-# Application identifiers whose first two digits imply a predefined total length (AI + value):
-# no FNC1 separator is needed after them (GS1 General Specifications, figure 7.8.5-2).
-_GS1_PREDEFINED_LENGTH = {
-    "00": 20, "01": 16, "02": 16, "03": 16, "04": 18,
-    "11": 8, "12": 8, "13": 8, "14": 8, "15": 8, "16": 8, "17": 8, "18": 8, "19": 8, "20": 4,
-    "31": 10, "32": 10, "33": 10, "34": 10, "35": 10, "36": 10, "41": 16,
-}  # fmt: skip
-_GS1_CHECKED_AIS = frozenset({"00", "01", "02"})  # values ending in a GS1 mod-10 check digit
 _TEN_CHARS = "expected 9 digits, optionally followed by the check digit (0-9 or X)"
 _EIGHT_CHARS = "expected 7 digits, optionally followed by the check digit (0-9 or X)"
-_GS1 = "GS1-128 element string"
 _GS1_ELEMENT = re.compile(r"\((\d{2,4})\)([^()]*)")
 
 
@@ -83,8 +76,7 @@ def _with_check(data: str, kind: str, value: str, body_len: int, check: str) -> 
     """``value`` is body or body+check; verify a supplied check character, return body+check."""
     if len(value) > body_len and value[body_len:] != check:
         raise InvalidCheckDigit(
-            f"data: {show(data)} is not a valid {kind}: "
-            f"check digit is {value[body_len:]!r}, expected {check!r}",
+            f"data: {show(data)} is not a valid {kind}: check digit is {value[body_len:]!r}, expected {check!r}",
             field="data",
         )
     return value[:body_len] + check
@@ -115,42 +107,255 @@ def _build(barcode: object) -> str:
 # --------------------------------------------------------------------------- EAN / UPC family
 
 
+_L = ("0001101", "0011001", "0010011", "0111101", "0100011", "0110001", "0101111", "0111011", "0110111", "0001011")
+_G = tuple(code.translate(str.maketrans("01", "10"))[::-1] for code in _L)  # even parity: reversed R
+_ADDON2_PARITY = ("LL", "LG", "GL", "GG")
+_ADDON5_PARITY = ("GGLLL", "GLGLL", "GLLGL", "GLLLG", "LGGLL", "LLGGL", "LLLGG", "LGLGL", "LGLLG", "LLGLG")
+_UPCE_PARITY = ("GGGLLL", "GGLGLL", "GGLLGL", "GGLLLG", "GLGGLL", "GLLGGL", "GLLLGG", "GLGLGL", "GLGLLG", "GLLGLG")
+# GS1 General Specifications 5.2.3.4: quiet zones (left, right) in modules; add-on: 7-12 gap, 5 after it
+QUIET_EAN13, QUIET_EAN8, QUIET_UPCA, QUIET_UPCE, QUIET_ADDON = (11, 7), (7, 7), (9, 9), (9, 7), 5
+ADDON_GAP = {"ean13": 7, "upca": 9, "upce": 7, "ean8": 7}  # Zint's defaults
+_OUT = 4.0  # centre of a digit printed in a quiet zone, modules from the outer guard
+_NEED = 7  # quiet zone a digit or marker printed there needs, modules
+
+
+def _digit(code: str, parity: str) -> str:
+    return _L[int(code)] if parity == "L" else _G[int(code)]
+
+
+def addon_pattern(addon: str) -> str:
+    """EAN-2 / EAN-5 add-on bars: start 1011, digits (parity from the value), separators 01."""
+    if len(addon) == 2:
+        parity = _ADDON2_PARITY[int(addon) % 4]
+    else:
+        total = 3 * sum(int(d) for d in addon[0::2]) + 9 * sum(int(d) for d in addon[1::2])
+        parity = _ADDON5_PARITY[total % 10]
+    return "1011" + "01".join(_digit(d, p) for d, p in zip(addon, parity, strict=True))
+
+
+def _split_addon(data: str, kind: str) -> tuple[str, str]:
+    """``main+addon`` / ``main addon`` → (main, addon); the add-on has 2 or 5 digits."""
+    value = data.strip()
+    for sep in ("+", " "):
+        if sep in value:
+            main, _, addon = value.partition(sep)
+            addon = addon.strip()
+            if len(addon) not in (2, 5) or not (addon.isascii() and addon.isdigit()):
+                raise _invalid(data, kind, f"the add-on {addon!r} must be 2 or 5 digits")
+            return main.strip(), addon
+    return value, ""
+
+
+def _join(main: str, addon: str) -> str:
+    return f"{main}+{addon}" if addon else main
+
+
+def _retail(
+    main_pattern: str,
+    *,
+    data: str,
+    main: str,
+    addon: str,
+    kind: str,
+    digits: tuple[tuple[str, float, bool], ...],
+    guards: tuple[tuple[int, int], ...],
+    quiet: tuple[int, int],
+    need: tuple[int, int],
+    markers: tuple[float | None, float | None],
+    content: str | None = None,
+) -> Symbol:
+    pattern, addon_at, right = main_pattern, None, quiet[1]
+    left_marker, right_marker = markers
+    if addon:
+        addon_at = len(main_pattern) + ADDON_GAP[kind]
+        pattern = main_pattern + "0" * ADDON_GAP[kind] + addon_pattern(addon)
+        right, right_marker = QUIET_ADDON, (len(pattern) + _OUT if right_marker is not None else None)
+    layout = Retail(
+        digits=digits,
+        guards=guards,
+        addon=addon_at,
+        addon_text=addon,
+        need=(need[0], need[1] if not addon else 0),
+        markers=(left_marker, right_marker),
+    )
+    read = (content or main) + addon
+    extra = {"addon": addon} if addon else {}
+    return Symbol(
+        modules=pattern_to_modules(pattern),
+        linear=True,
+        data=data,
+        content=read,
+        text=_join(content or main, addon),
+        check_digit=main[-1],
+        extra=extra,
+        quiet_zone=(quiet[0], right),
+        retail=layout,
+    )
+
+
+def _ean13_symbol(pattern: str, data: str, full: str, addon: str, content: str | None = None) -> Symbol:
+    shown = content or full
+    return _retail(
+        pattern,
+        data=data,
+        main=full,
+        addon=addon,
+        kind="ean13",
+        digits=((shown[0], -_OUT, False), (shown[1:7], 24.0, False), (shown[7:], 71.0, False)),
+        guards=((0, 3), (45, 50), (92, 95)),
+        quiet=QUIET_EAN13,
+        need=(_NEED, 0),
+        markers=(None, 95 + _OUT),
+        content=content,
+    )
+
+
 def normalize_ean13(data: str) -> str:
-    value = _digits(data, "EAN-13", (12, 13))
-    return _with_check(data, "EAN-13", value, 12, EAN13(value[:12]).get_fullcode()[-1])
+    main, addon = _split_addon(data, "EAN-13")
+    value = _digits(main, "EAN-13", (12, 13))
+    return _join(_with_check(data, "EAN-13", value, 12, EAN13(value[:12]).get_fullcode()[-1]), addon)
 
 
 def encode_ean13(data: str) -> Symbol:
-    return _symbol(_build(EAN13(data[:12])), data=data, content=data, text=data, check_digit=data[-1])
+    main, _, addon = data.partition("+")
+    return _ean13_symbol(_build(EAN13(main[:12])), data, main, addon)
 
 
 def normalize_jan(data: str) -> str:
-    value = _digits(data, "JAN", (12, 13))
+    main, addon = _split_addon(data, "JAN")
+    value = _digits(main, "JAN", (12, 13))
     if not (450 <= int(value[:3]) <= 459 or 490 <= int(value[:3]) <= 499):
         raise _invalid(data, "JAN", "must start with 450-459 or 490-499")
-    return _with_check(data, "JAN", value, 12, JAN(value[:12]).get_fullcode()[-1])
+    return _join(_with_check(data, "JAN", value, 12, JAN(value[:12]).get_fullcode()[-1]), addon)
 
 
 def encode_jan(data: str) -> Symbol:
-    return _symbol(_build(JAN(data[:12])), data=data, content=data, text=data, check_digit=data[-1])
+    main, _, addon = data.partition("+")
+    return _ean13_symbol(_build(JAN(main[:12])), data, main, addon)
 
 
 def normalize_ean8(data: str) -> str:
-    value = _digits(data, "EAN-8", (7, 8))
-    return _with_check(data, "EAN-8", value, 7, EAN8(value[:7]).get_fullcode()[-1])
+    main, addon = _split_addon(data, "EAN-8")
+    value = _digits(main, "EAN-8", (7, 8))
+    return _join(_with_check(data, "EAN-8", value, 7, EAN8(value[:7]).get_fullcode()[-1]), addon)
 
 
 def encode_ean8(data: str) -> Symbol:
-    return _symbol(_build(EAN8(data[:7])), data=data, content=data, text=data, check_digit=data[-1])
+    main, _, addon = data.partition("+")
+    return _retail(
+        _build(EAN8(main[:7])),
+        data=data,
+        main=main,
+        addon=addon,
+        kind="ean8",
+        digits=((main[:4], 17.0, False), (main[4:], 50.0, False)),
+        guards=((0, 3), (31, 36), (64, 67)),
+        quiet=QUIET_EAN8,
+        need=(0, 0),
+        markers=(-_OUT, 67 + _OUT),
+    )
 
 
 def normalize_upca(data: str) -> str:
-    value = _digits(data, "UPC-A", (11, 12))
-    return _with_check(data, "UPC-A", value, 11, UPCA(value[:11]).get_fullcode()[-1])
+    main, addon = _split_addon(data, "UPC-A")
+    value = _digits(main, "UPC-A", (11, 12))
+    return _join(_with_check(data, "UPC-A", value, 11, UPCA(value[:11]).get_fullcode()[-1]), addon)
 
 
 def encode_upca(data: str) -> Symbol:
-    return _symbol(_build(UPCA(data[:11])), data=data, content=data, text=data, check_digit=data[-1])
+    main, _, addon = data.partition("+")
+    return _retail(
+        _build(UPCA(main[:11])),
+        data=data,
+        main=main,
+        addon=addon,
+        kind="upca",
+        digits=(
+            (main[0], -_OUT, True),
+            (main[1:6], 27.5, False),
+            (main[6:11], 67.5, False),
+            (main[11], 95 + _OUT, True),
+        ),
+        guards=((0, 10), (45, 50), (85, 95)),
+        quiet=QUIET_UPCA,
+        need=(_NEED, _NEED),
+        markers=(None, None),
+    )
+
+
+def upce_to_upca(upce: str) -> str:
+    """8-digit UPC-E (number system, 6 digits, check) → 12-digit UPC-A."""
+    ns, d, check = upce[0], upce[1:7], upce[7]
+    last = d[5]
+    if last in "012":
+        body = d[0:2] + last + "0000" + d[2:5]
+    elif last == "3":
+        body = d[0:3] + "00000" + d[3:5]
+    elif last == "4":
+        body = d[0:4] + "00000" + d[4]
+    else:
+        body = d[0:5] + "0000" + last
+    return ns + body + check
+
+
+def upca_to_upce(upca: str) -> str | None:
+    """12-digit UPC-A → 8-digit UPC-E, or None when it has no zero-suppressed form."""
+    ns, m, p, check = upca[0], upca[1:6], upca[6:11], upca[11]
+    if ns not in "01":
+        return None
+    if m[2] in "012" and m[3:] == "00" and p[:2] == "00":
+        return ns + m[0:2] + p[2:5] + m[2] + check
+    if m[3:] == "00" and p[:3] == "000":
+        return ns + m[0:3] + p[3:5] + "3" + check
+    if m[4] == "0" and p[:4] == "0000":
+        return ns + m[0:4] + p[4] + "4" + check
+    if m[4] != "0" and p[:4] == "0000" and p[4] in "56789":
+        return ns + m + p[4] + check
+    return None
+
+
+def normalize_upce(data: str) -> str:
+    """6 digits (number system 0), 7 (number system 0/1 + 6), 8 (+ check digit), or the 11/12-digit UPC-A
+    it zero-suppresses; optional ``+`` 2/5-digit add-on. Canonical: the 8-digit UPC-E."""
+    main, addon = _split_addon(data, "UPC-E")
+    value = _digits(main, "UPC-E", (6, 7, 8, 11, 12))
+    if len(value) == 6:
+        value = "0" + value
+    if len(value) in (11, 12):
+        upca = _with_check(data, "UPC-E", value, 11, gs1_check_digit(value[:11]))
+        upce = upca_to_upce(upca)
+        if upce is None:
+            raise _invalid(data, "UPC-E", f"UPC-A {upca} has no zero-suppressed UPC-E form")
+        return _join(upce, addon)
+    if value[0] not in "01":
+        raise _invalid(data, "UPC-E", "the number system (first of 7 or 8 digits) must be 0 or 1")
+    upca = upce_to_upca(value[:7] + "0")
+    check = gs1_check_digit(upca[:11])
+    upce = _with_check(data, "UPC-E", value, 7, check)
+    if upca_to_upce(upca[:11] + check) != upce:  # e.g. 0000003: its UPC-A zero-suppresses differently
+        raise _invalid(data, "UPC-E", f"it is not the zero-suppressed form of UPC-A {upca[:11] + check}")
+    return _join(upce, addon)
+
+
+def encode_upce(data: str) -> Symbol:
+    main, _, addon = data.partition("+")
+    parity = _UPCE_PARITY[int(main[7])]
+    if main[0] == "1":
+        parity = parity.translate(str.maketrans("LG", "GL"))
+    pattern = "101" + "".join(_digit(d, p) for d, p in zip(main[1:7], parity, strict=True)) + "010101"
+    symbol = _retail(
+        pattern,
+        data=data,
+        main=main,
+        addon=addon,
+        kind="upce",
+        digits=((main[0], -_OUT, True), (main[1:7], 24.0, False), (main[7], 51 + _OUT, True)),
+        guards=((0, 3), (45, 51)),
+        quiet=QUIET_UPCE,
+        need=(_NEED, _NEED),
+        markers=(None, None),
+    )
+    return replace(symbol, extra={**symbol.extra, "upca": upce_to_upca(main)})
 
 
 def normalize_isbn13(data: str) -> str:
@@ -161,7 +366,7 @@ def normalize_isbn13(data: str) -> str:
 
 
 def encode_isbn13(data: str) -> Symbol:
-    return _symbol(_build(ISBN13(data[:12])), data=data, content=data, text=data, check_digit=data[-1])
+    return _ean13_symbol(_build(ISBN13(data[:12])), data, data, "")
 
 
 def _isbn10_check(body: str) -> str:
@@ -181,8 +386,8 @@ def normalize_isbn10(data: str) -> str:
 
 def encode_isbn10(data: str) -> Symbol:
     ean = EAN13("978" + data[:9])  # rendered as its EAN-13 (Bookland) form
-    full = ean.get_fullcode()
-    return _symbol(_build(ean), data=data, content=full, text=full, check_digit=data[-1])
+    symbol = _ean13_symbol(_build(ean), data, data, "", content=ean.get_fullcode())
+    return replace(symbol, check_digit=data[-1])
 
 
 def _issn_check(body: str) -> str:
@@ -202,8 +407,8 @@ def normalize_issn(data: str) -> str:
 
 def encode_issn(data: str) -> Symbol:
     ean = EAN13("977" + data[:7] + "00")  # EAN-13 form of an ISSN, issue/price code 00
-    full = ean.get_fullcode()
-    return _symbol(_build(ean), data=data, content=full, text=full, check_digit=data[-1])
+    symbol = _ean13_symbol(_build(ean), data, data, "", content=ean.get_fullcode())
+    return replace(symbol, check_digit=data[-1])
 
 
 def normalize_ean14(data: str) -> str:
@@ -219,58 +424,21 @@ def encode_ean14(data: str) -> Symbol:
 # --------------------------------------------------------------------------- GS1-128
 
 
-def _gs1_elements(data: str) -> list[tuple[str, str]]:
-    pos = 0
-    out: list[tuple[str, str]] = []
-    for m in _GS1_ELEMENT.finditer(data):
-        if m.start() != pos:
-            break
-        out.append((m.group(1), m.group(2)))
-        pos = m.end()
-    if pos != len(data) or not out:
-        raise _invalid(data, _GS1, "expected (AI)value(AI)value… with 2-4 digit AIs")
-    return out
-
-
-def _gs1_check_value(data: str, ai: str, value: str) -> None:
-    if any(ch not in _GS1_CHARS for ch in value) or not value:
-        raise _invalid(data, _GS1, f"AI ({ai}) value {value!r} is empty or outside GS1 charset 82")
-    fixed = _GS1_PREDEFINED_LENGTH.get(ai[:2])
-    if fixed is None:
-        return
-    if len(ai) + len(value) != fixed or not value.isdigit():
-        raise _invalid(data, _GS1, f"AI ({ai}) needs {fixed - len(ai)} digits, got {value!r}")
-    if ai in _GS1_CHECKED_AIS and value[-1] != gs1_check_digit(value[:-1]):
-        raise InvalidCheckDigit(
-            f"data: {show(data)} is not a valid GS1-128 element string: AI ({ai}) check digit is "
-            f"{value[-1]!r}, expected {gs1_check_digit(value[:-1])!r}",
-            field="data",
-        )
-
-
 def _gs1_too_long(data: str) -> DataTooLong:
-    return DataTooLong(
-        f"data: {show(data)} is too long for GS1-128: at most {GS1_MAX_CHARS} characters", field="data"
-    )
+    return DataTooLong(f"data: {show(data)} is too long for GS1-128: at most {GS1_MAX_CHARS} characters", field="data")
 
 
-def normalize_gs1_128(data: str) -> str:
-    """``(01)09506000134352(10)ABC`` (canonical form), or a raw element string with GS (0x1D) separators."""
+def normalize_gs1_128(data: str, requisites: bool = True) -> str:
+    """``(01)09506000134352(10)ABC`` (canonical form), or a raw element string with GS (0x1D) separators,
+    validated by ``gs1.parse`` (AI table, check digits, dates, AI pairs)."""
+    if not data.startswith("(") and len(data) > GS1_MAX_CHARS:
+        raise _gs1_too_long(data)
+    elements = gs1.parse(data, requisites=requisites)
     if data.startswith("("):
-        elements = _gs1_elements(data)
-        for ai, value in elements:
-            _gs1_check_value(data, ai, value)
-        canonical = "".join(f"({ai}){value}" for ai, value in elements)
-        if len(_gs1_raw(canonical)) > GS1_MAX_CHARS:
+        canonical = gs1.bracketed(elements)
+        if len(gs1.raw(elements)) > GS1_MAX_CHARS:
             raise _gs1_too_long(data)
         return canonical
-    if len(data) > GS1_MAX_CHARS:
-        raise _gs1_too_long(data)
-    bad = sorted({ch for ch in data if ch not in _GS1_CHARS and ch != GS})
-    if bad:
-        raise _invalid(data, _GS1, f"characters {''.join(bad)!r} are outside GS1 charset 82")
-    if len(data) < 3 or not data[:2].isdigit() or data.startswith(GS) or data.endswith(GS) or GS * 2 in data:
-        raise _invalid(data, _GS1, "expected AI digits first and single GS separators")
     return data
 
 
@@ -278,19 +446,25 @@ def _gs1_raw(canonical: str) -> str:
     """Element string as encoded: FNC1 (shown as GS) after every variable-length element but the last."""
     if not canonical.startswith("("):
         return canonical
-    elements = _gs1_elements(canonical)
-    parts: list[str] = []
-    for i, (ai, value) in enumerate(elements):
-        parts.append(ai + value)
-        if i < len(elements) - 1 and ai[:2] not in _GS1_PREDEFINED_LENGTH:
-            parts.append(GS)
-    return "".join(parts)
+    return gs1.raw([gs1.Element(ai, v, ai[:2] in gs1.PREDEFINED_LENGTH) for ai, v in _split(canonical)])
 
 
-def encode_gs1_128(data: str) -> Symbol:
+def _split(canonical: str) -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in _GS1_ELEMENT.finditer(canonical)]
+
+
+def _gs1_text(canonical: str) -> str:
+    """Human-readable text: AIs in parentheses, also for raw input."""
+    if canonical.startswith("("):
+        return canonical
+    return gs1.bracketed(gs1.parse(canonical, requisites=False))
+
+
+def encode_gs1_128(data: str, requisites: bool = True) -> Symbol:
     raw = _gs1_raw(data)
     pattern = _build(Gs1_128(raw.replace(GS, _FNC1)))
-    return _symbol(pattern, data=data, content=raw, text=data)
+    symbol = _symbol(pattern, data=data, content=raw, text=_gs1_text(data))
+    return replace(symbol, symbology_id="]C1", extra={"gs1_ai_table": gs1.AI_TABLE_VERSION})
 
 
 # --------------------------------------------------------------------------- general purpose 1D
@@ -347,6 +521,19 @@ def encode_itf(data: str) -> Symbol:
     return _symbol(_build(ITF(data)), data=data, content=data, text=data)
 
 
+def normalize_itf14(data: str) -> str:
+    """13 digits (check digit computed) or 14 (check digit verified): a GTIN-14 for ITF-14."""
+    value = _digits(data, "ITF-14", (13, 14), drop=" ")
+    return _with_check(data, "ITF-14", value, 13, gs1_check_digit(value[:13]))
+
+
+def encode_itf14(data: str) -> Symbol:
+    pattern = _build(ITF(data, narrow=1, wide=3))  # X = narrow bar, wide:narrow 3:1
+    text = f"{data[0]} {data[1:3]} {data[3:8]} {data[8:13]} {data[13]}"
+    symbol = _symbol(pattern, data=data, content=data, text=text, check_digit=data[-1])
+    return replace(symbol, quiet_zone=QUIET_ITF14)
+
+
 def normalize_codabar(data: str) -> str:
     """``A1234B`` (start/stop A-D included) or a bare body, which gets ``A`` … ``A``."""
     value = data.strip().upper()
@@ -358,9 +545,7 @@ def normalize_codabar(data: str) -> str:
     if not body or any(ch not in _CODABAR_BODY for ch in body):
         raise _invalid(data, "Codabar", "expected [A-D] + digits or -$:/.+ + [A-D], or just the body")
     if len(body) < MIN_CODABAR_BODY:
-        raise _invalid(
-            data, "Codabar", f"at least {MIN_CODABAR_BODY} characters between start and stop are needed"
-        )
+        raise _invalid(data, "Codabar", f"at least {MIN_CODABAR_BODY} characters between start and stop are needed")
     _check_length(body, "Codabar")
     return value
 

@@ -143,10 +143,10 @@ def test_wrong_check_digit(barcode_type: str, data: str) -> None:
         ("codabar", "A1B", "at least 2 characters"),
         ("pzn", "12345", "expected 6 or 7 digits"),
         ("pzn", "000003", "check sum is 10"),
-        ("gs1_128", "(01)123", "needs 14 digits"),
-        ("gs1_128", "(10)", "empty"),
+        ("gs1_128", "(01)123", "AI (01) GTIN: '123' does not match its format N2+N14"),
+        ("gs1_128", "(10)", "AI (10) has no value"),
         ("gs1_128", "(1)ABC", "expected (AI)value"),
-        ("gs1_128", "10ABC~", "outside GS1 charset 82"),
+        ("gs1_128", "(01)09506000134352(10)ABC~", "AI (10) BATCH/LOT: 'ABC~' does not match its format N2+X..20"),
         ("gs1_128", "\x1d10ABC", "single GS separators"),
     ],
 )
@@ -166,7 +166,7 @@ def test_invalid_data(barcode_type: str, data: str, why: str) -> None:
         ("code39", "X" * 81),
         ("itf", "1" * 81),
         ("codabar", "1" * 81),
-        ("gs1_128", "(10)" + "A" * 20 + "(21)" + "B" * 30),
+        ("gs1_128", "(01)09506000134352(10)" + "A" * 20 + "(21)" + "B" * 20),
         ("gs1_128", "10" + "A" * 47),
     ],
 )
