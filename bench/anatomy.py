@@ -2,10 +2,10 @@
 
 Sends 2-code batches one at a time (the same two codes: after the first, every item is a cache hit),
 then reads this run's private topics back from offsets noted before the first send and lines up, per
-batch, the create timestamps (ms, set by each producer at ``send``) of its request, render tasks,
+batch, the create timestamps (ms, set by each producer at ``send``) of its request,
 ``open`` and ``part`` records and BatchResult, plus the client's own send/receive clock:
 
-    client send -> request ts -> first task ts (dispatch) -> last part ts (render, cache) ->
+    client send -> request ts -> open ts (intake: validate, plan, cache) -> last part ts (render) ->
     result ts (sink) -> client receive (result listener)
 """
 
@@ -68,7 +68,7 @@ async def hop_latency(driver: Any, settings: Settings, make_batch: Any, n: int, 
     """``n`` batches from ``make_batch()``, one at a time; with ``warm_first`` one more is sent first
     and not counted (it fills the cache when ``make_batch`` repeats its items)."""
     t = settings.topics
-    topics = [t.requests, t.tasks, t.items, t.results]
+    topics = [t.requests, t.items, t.results]
     start = await _offsets(settings, topics, end=True)
     sent: dict[str, tuple[float, float]] = {}
     for i in range(n + (1 if warm_first else 0)):
@@ -83,40 +83,29 @@ async def hop_latency(driver: Any, settings: Settings, make_batch: Any, n: int, 
     records = await _read(settings, start, end)
     by_batch: dict[str, dict[str, list[int]]] = {b: {} for b in sent}
     for r in records:
-        key = (r.key or b"").decode(errors="replace")
-        bid = key.split(":", 1)[0] if r.topic == t.tasks else key
+        bid = (r.key or b"").decode(errors="replace")
         if bid not in by_batch:
             continue
-        kind = {t.requests: "request", t.tasks: "task", t.results: "result"}.get(r.topic)
+        kind = {t.requests: "request", t.results: "result"}.get(r.topic)
         if r.topic == t.items:
             kind = "open" if b'"kind":"open"' in r.value[:200] else "part"
         by_batch[bid].setdefault(kind or "?", []).append(r.timestamp)
     hops: dict[str, list[float]] = {k: [] for k in
-                                    ("client->request", "request->tasks", "tasks->parts", "parts->result",
-                                     "request->result (cached at dispatch)", "result->client", "total")}  # fmt: skip
+                                    ("client->request", "request->open", "open->parts", "parts->result",
+                                     "open->result (cached at intake)", "result->client", "total")}  # fmt: skip
     per_batch: list[dict[str, float]] = []
     for bid, (c_send, c_recv) in sent.items():
         ts = by_batch[bid]
-        if not all(k in ts for k in ("request", "result")):
+        if not all(k in ts for k in ("request", "open", "result")):
             continue
-        req, result = min(ts["request"]), min(ts["result"])
-        if "task" in ts and "part" in ts:
-            task, part = max(ts["task"]), max(ts["part"])
-            one = {
-                "client->request": req - c_send,
-                "request->tasks": task - req,
-                "tasks->parts": part - task,
-                "parts->result": result - part,
-                "result->client": c_recv - result,
-                "total": c_recv - c_send,
-            }
-        else:  # answered from the cache at dispatch: request -> result directly
-            one = {
-                "client->request": req - c_send,
-                "request->result (cached at dispatch)": result - req,
-                "result->client": c_recv - result,
-                "total": c_recv - c_send,
-            }
+        req, opened, result = min(ts["request"]), min(ts["open"]), min(ts["result"])
+        one = {"client->request": req - c_send, "request->open": opened - req}
+        if "part" in ts:
+            part = max(ts["part"])
+            one |= {"open->parts": part - opened, "parts->result": result - part}
+        else:  # every item answered from the cache by the intake: the open record completes the batch
+            one["open->result (cached at intake)"] = result - opened
+        one |= {"result->client": c_recv - result, "total": c_recv - c_send}
         per_batch.append(one)
         for k, v in one.items():
             hops[k].append(v)
