@@ -61,9 +61,9 @@ def assert_all_complete(results: list[dict], n_batches: int) -> None:
 async def test_worker_killed_mid_batch_loses_nothing(isolated_settings: Settings, tmp_path: Path) -> None:
     """SIGKILL (worker and its render pool) while batches flow, restart: every batch completes.
 
-    The render agent acknowledges tasks only after their parts are produced (concurrency 1 with
-    ``take_events``, see faust-streaming #606), so the killed worker's uncommitted tasks are
-    redelivered to the restarted one; the sink ignores any part it already has.
+    The intake commits a request only after its open record and parts are acknowledged, so the killed
+    worker's unfinished requests are read again by the restarted one; the sink ignores any part it
+    already has and merges items the repeated open record answers from the cache.
     """
     _, results = await kill_mid_flow("worker", isolated_settings, tmp_path, 40)
     assert_all_complete(results, 40)
@@ -117,12 +117,12 @@ async def test_redis_outage_does_not_fail_or_stall_batches(isolated_settings: Se
     assert outage_s < 45
 
 
-async def test_sink_killed_mid_batch_recovers_its_table(isolated_settings: Settings, tmp_path: Path) -> None:
-    """SIGKILL the sink while parts are arriving, restart it: the changelog-backed table is recovered
-    and every batch is emitted once complete (parts seen before the kill are not lost).
+async def test_sink_killed_mid_batch_rebuilds_its_runs(isolated_settings: Settings, tmp_path: Path) -> None:
+    """SIGKILL the sink while parts are arriving, restart it: it reads again from its committed offsets
+    (the low watermark of the runs not yet emitted) and every batch is emitted once complete (parts seen
+    before the kill are not lost).
 
-    Regression test of D6 (RELIABILITY.md): a part whose offset was committed before its table write
-    reached the changelog, and partitions that stopped after the restart until the stall watch re-read
-    them; both ended with ``timeout`` items or no result."""
+    Regression test of D6 (RELIABILITY.md): with the Faust sink, records acknowledged unseen after a
+    restart ended as ``timeout`` items or no result."""
     _, results = await kill_mid_flow("sink", isolated_settings, tmp_path, 30)
     assert_all_complete(results, 30)

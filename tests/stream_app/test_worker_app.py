@@ -89,3 +89,25 @@ async def test_render_fails_a_task_the_agent_never_answers(app: WorkerApp, monke
     [part] = await asyncio.wait_for(app.render(tasks(1)), GUARD_S)
     assert {r["error"]["code"] for r in part["results"]} == {"render_failed"}
     assert "did not answer" in part["results"][0]["error"]["message"]
+
+
+async def test_render_sends_again_a_job_the_channel_dropped(app: WorkerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust clears its channel queues when it resumes after a rebalance: a job waiting there vanishes.
+    ``render`` notices a job not picked up while actors stood idle and sends it again."""
+    monkeypatch.setattr(worker_module, "LOST_JOB_S", 0.05)
+    sends: list[str] = []
+    async with app.agents[AGENT].test_context() as agent:
+
+        class DropFirst:
+            async def send(self, value: RenderJob) -> None:
+                chunk = value.task["chunk"]
+                sends.append(chunk)
+                if sends.count(chunk) > 1:  # the first copy of every job is lost, like a cleared queue
+                    await agent.put(value)
+
+        app.jobs = DropFirst()
+        ts = tasks(2)
+        parts = await asyncio.wait_for(app.render(ts), GUARD_S)
+    assert [p["chunk"] for p in parts] == ["0", "1"]
+    assert all(r["success"] for p in parts for r in p["results"])  # rendered, not failed as unanswered
+    assert sorted(sends) == ["0", "0", "1", "1"] and app.jobs_resent == 2
