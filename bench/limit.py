@@ -1,6 +1,6 @@
 """Part 1, the limit: the render core in-process, no Kafka, no Redis, on every core.
 
-A ``ProcessPoolExecutor`` of ``os.cpu_count()`` spawn processes calls ``stream_app.pool.render_specs``
+A ``ProcessPoolExecutor`` of ``os.cpu_count()`` spawn processes calls ``render.pool.render_specs``
 on chunks of pre-normalised specs (normalisation happens in the parent, outside the clock, as the
 worker's dispatch agent does it before a task reaches the pool). ``2 × processes`` chunks are kept in
 flight so no process ever waits for work. Workloads are measured in interleaved rounds so that every
@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 from bench.workloads import WORKLOADS, DataSource, items, spec_dicts, take
-from stream_app.pool import _warm, render_specs
+from render.pool import _warm, render_specs
 
 
 def _render_count(specs: list[dict[str, Any]]) -> tuple[int, int]:

@@ -9,7 +9,7 @@ Needs Kafka and Redis (``python -m barcodeflow.stack start``). Starts its own wo
 processes on private topics (``TOPIC_PREFIX=bench<run>.``, app id ``bf-bench-<run>``), stops them and
 deletes those topics at the end. Results: a table on stdout, JSON in ``bench/results/latest.json``.
 
-1. limit: ``stream_app.pool.render_specs`` on a process pool of ``os.cpu_count()`` processes, no
+1. limit: ``render.pool.render_specs`` on a process pool of ``os.cpu_count()`` processes, no
    Kafka/Redis, for qr, ean13, code128, datamatrix and mixed (see ``bench.workloads``).
 2. end to end: BatchProducer -> barcode.requests -> worker -> sink -> barcode.results -> ResultListener,
    batches of 100 mixed codes with ``--inflight`` outstanding: all unique (every item a cache miss),

@@ -26,7 +26,7 @@ import zxingcpp
 from barcode import get_barcode_class
 from barcode.writer import SVGWriter
 
-from stream_app.render import RENDERER_VERSION, SUPPORTED_TYPES, render_item
+from render import RENDERER_VERSION, SUPPORTED_TYPES, render_item
 
 SAMPLES: dict[str, str] = {
     "qr": "https://example.com/item/12345",

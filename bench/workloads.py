@@ -69,6 +69,6 @@ def take(it: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 def spec_dicts(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items normalised the way the worker's dispatch agent does it (``plan_batch``): pool-ready dicts."""
-    from stream_app.render import normalize_item
+    from render import normalize_item
 
     return [dataclasses.asdict(normalize_item(it)) for it in batch]

@@ -26,11 +26,11 @@ from facade.config import FacadeConfig
 from facade.errors import ApiError, FacadeCode, doc_error
 from facade.guard import Principal, guard
 from facade.metrics import Metrics
+from render import RenderSpec
+from render.pool import Outcome, RenderPool
+from render.registry import SUPPORTED_TYPES
 from schemas.errors import ItemError
 from stream_app.cache import CachedImage, TwoLevelCache
-from stream_app.pool import Outcome, RenderPool
-from stream_app.render import RenderSpec
-from stream_app.render.registry import SUPPORTED_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ async def get_barcode(
     ] = None,
     show_text: Annotated[bool | None, Query()] = None,
 ) -> Response:
-    from stream_app.render import normalize_item
+    from render import normalize_item
 
     state = request.app.state.facade
     service: ImageService = state.images

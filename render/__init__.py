@@ -8,9 +8,9 @@ No I/O and no service dependencies (faust, redis, kafka). Flow::
     render_item(item) -> Outcome              # the above, never raising
 """
 
-from stream_app.render.core import Outcome, Rendered, describe, render, render_item
-from stream_app.render.registry import SUPPORTED_TYPES
-from stream_app.render.spec import MAX_SIDE, RENDERER_VERSION, RenderSpec, normalize_item
+from render.core import Outcome, Rendered, describe, render, render_item
+from render.registry import SUPPORTED_TYPES
+from render.spec import MAX_SIDE, RENDERER_VERSION, RenderSpec, normalize_item
 
 __all__ = [
     "MAX_SIDE",

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from render._text import show
+from render.registry import REGISTRY
+from render.spec import RenderSpec, normalize_item
+from render.symbol import Symbol
+from render.verify import verify_image
+from render.writers import WRITERS, Layout, compute_layout
 from schemas.errors import InvalidOption, ItemError, RenderFailed, UnsupportedType
-from stream_app.render._text import show
-from stream_app.render.registry import REGISTRY
-from stream_app.render.spec import RenderSpec, normalize_item
-from stream_app.render.symbol import Symbol
-from stream_app.render.verify import verify_image
-from stream_app.render.writers import WRITERS, Layout, compute_layout
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from biip.gs1_application_identifiers import GS1ApplicationIdentifier
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_element_strings import GS1ElementString, GS1ElementStrings
 
+from render._text import show
 from schemas.errors import InvalidCheckDigit, InvalidData
-from stream_app.render._text import show
 
 GS = "\x1d"
 AI_TABLE_VERSION = f"biip {version('biip')}"

@@ -25,8 +25,8 @@ Outcome = tuple[bool, bytes | None, str | None, dict[str, Any] | None, dict[str,
 
 def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
     """Runs in a pool process: render (or describe) each spec, one failure never affecting the next."""
+    from render import RenderSpec, describe, render
     from schemas.errors import ItemError, RenderFailed
-    from stream_app.render import RenderSpec, describe, render
 
     out: list[Outcome] = []
     for raw in specs:
@@ -49,7 +49,7 @@ def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -
 def _warm() -> None:
     # Ctrl-C goes to the whole process group: the parent shuts the pool down, children must not trace
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import stream_app.render  # noqa: F401 - import once per process, not per task
+    import render  # noqa: F401 - import once per process, not per task
 
 
 class RenderPool:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stream_app.render.encoders import linear, matrix, qr
-from stream_app.render.symbol import Symbol
+from render.encoders import linear, matrix, qr
+from render.symbol import Symbol
 
 Normalizer = Callable[..., str]  # (data, **norm_options) -> canonical data
 Encoder = Callable[..., Symbol]  # (data, error_correction, **enc_options) -> Symbol

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
+from render._text import show
+from render.registry import REGISTRY, SUPPORTED_TYPES, Symbology
 from schemas.errors import DataTooLong, InvalidData, InvalidItem, InvalidOption, UnsupportedType
-from stream_app.render._text import show
-from stream_app.render.registry import REGISTRY, SUPPORTED_TYPES, Symbology
 
 RENDERER_VERSION = "2"
 

@@ -23,11 +23,11 @@ import resvg_py
 import zxingcpp
 from PIL import Image
 
+from render._text import show
+from render.registry import REGISTRY
+from render.spec import RenderSpec
+from render.symbol import Symbol
 from schemas.errors import VerifyFailed
-from stream_app.render._text import show
-from stream_app.render.registry import REGISTRY
-from stream_app.render.spec import RenderSpec
-from stream_app.render.symbol import Symbol
 
 SURROUND = 16  # px of white page around the delivered image
 MONOSPACE = "DejaVu Sans Mono"

@@ -52,10 +52,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import ImageFont
 
-from schemas.errors import InvalidOption
-from stream_app.render._text import strip_controls
-from stream_app.render.registry import REGISTRY
-from stream_app.render.spec import (
+from render._text import strip_controls
+from render.registry import REGISTRY
+from render.spec import (
     DEFAULT_BAR_HEIGHT,
     DEFAULT_MODULE_SIZE_1D,
     DEFAULT_MODULE_SIZE_2D,
@@ -63,7 +62,8 @@ from stream_app.render.spec import (
     TRANSPARENT,
     RenderSpec,
 )
-from stream_app.render.symbol import BoolMatrix, Symbol, with_margin
+from render.symbol import BoolMatrix, Symbol, with_margin
+from schemas.errors import InvalidOption
 
 PNG_ZLIB_LEVEL = 6
 TEXT_PNG_ZLIB_LEVEL = 1  # 1D PNGs with text rows: level 6 costs twice the time for ~10 % fewer bytes

@@ -21,12 +21,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from barcodeflow.aio import cancel_and_wait
 from barcodeflow.kafka import consumer_config, group_config, producer_config
 from barcodeflow.settings import Settings
+from render.pool import RenderPool
 from schemas.errors import RenderFailed
 from stream_app.cache import TwoLevelCache, redis_client
 from stream_app.faust_config import faust_config
 from stream_app.intake import Intake
 from stream_app.pipeline import failed_part, render_task
-from stream_app.pool import RenderPool
 
 log = logging.getLogger(__name__)
 

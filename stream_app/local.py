@@ -7,11 +7,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from render.pool import Outcome, render_specs
 from schemas.models import BatchRequest
 from sink.aggregate import BatchAggregator
 from stream_app.cache import TwoLevelCache
 from stream_app.pipeline import answer_from_cache, plan_batch, render_task
-from stream_app.pool import Outcome, render_specs
 
 
 class InlinePool:

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from render import normalize_item
+from render.pool import Outcome, RenderPool
 from schemas.errors import ItemError
 from schemas.models import BatchRequest
 from schemas.results import assemble, item_result
 from stream_app.cache import CachedImage, TwoLevelCache
-from stream_app.pool import Outcome, RenderPool
-from stream_app.render import normalize_item
 
 
 @dataclass

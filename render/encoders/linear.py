@@ -29,10 +29,10 @@ from barcode.isxn import ISBN13
 from barcode.itf import ITF
 from barcode.upc import UPCA
 
+from render import gs1
+from render._text import show
+from render.symbol import Retail, Symbol, pattern_to_modules
 from schemas.errors import DataTooLong, InvalidCheckDigit, InvalidData
-from stream_app.render import gs1
-from stream_app.render._text import show
-from stream_app.render.symbol import Retail, Symbol, pattern_to_modules
 
 MAX_LINEAR_CHARS = 80  # code128 / code39 / itf / codabar data
 GS1_MAX_CHARS = 48  # GS1 General Specifications: at most 48 data characters per GS1-128 symbol

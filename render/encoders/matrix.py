@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import zxingcpp
 
+from render import gs1
+from render._text import show
+from render.encoders import qr
+from render.symbol import BoolMatrix, Symbol
 from schemas.errors import DataTooLong, InvalidData, RenderFailed
-from stream_app.render import gs1
-from stream_app.render._text import show
-from stream_app.render.encoders import qr
-from stream_app.render.symbol import BoolMatrix, Symbol
 
 _FORMATS = {
     "datamatrix": zxingcpp.BarcodeFormat.DataMatrix,

@@ -19,10 +19,10 @@ import segno
 from segno import consts as segno_consts
 from segno import encoder as segno_encoder
 
+from render._text import show
+from render.encoders import qr_mask
+from render.symbol import Symbol
 from schemas.errors import DataTooLong, InvalidData, InvalidOption
-from stream_app.render._text import show
-from stream_app.render.encoders import qr_mask
-from stream_app.render.symbol import Symbol
 
 # bits per character of a segment mode, as a function of the character count
 _MODE_BITS: dict[str, Callable[[int], int]] = {

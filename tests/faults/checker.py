@@ -74,8 +74,8 @@ def sha(data: bytes) -> str:
 
 def expect_batch(batch: Mapping[str, Any], *, images: bool = True) -> ExpectedBatch:
     """The oracle for a valid batch: render every item in-process (pure, deterministic render core)."""
+    from render import normalize_item, render
     from schemas.errors import ItemError
-    from stream_app.render import normalize_item, render
 
     opts = batch.get("options") or {}
     validate_only = bool(opts.get("validate_only"))

@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field, TypeAdapter, ValidationError
 
+from render import SUPPORTED_TYPES, normalize_item, render
+from render._text import strip_controls
 from schemas.errors import ItemError
-from stream_app.render import SUPPORTED_TYPES, normalize_item, render
-from stream_app.render._text import strip_controls
 from tests.faults.checker import completeness_problem, expect_batch
 from tests.faults.conftest import Api, Figures, Scale
 

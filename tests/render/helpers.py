@@ -10,8 +10,8 @@ import numpy as np
 import zxingcpp
 from PIL import Image
 
-from stream_app.render.registry import REGISTRY
-from stream_app.render.verify import matches
+from render.registry import REGISTRY
+from render.verify import matches
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 # one valid sample per type

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
+from render import Outcome, Rendered, render_item
+from render.registry import REGISTRY, Symbology
 from schemas.errors import ErrorCode, RenderFailed
-from stream_app.render import Outcome, Rendered, render_item
-from stream_app.render.registry import REGISTRY, Symbology
 from tests.render.helpers import SAMPLE
 
 ERROR_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -69,7 +69,7 @@ def test_any_other_exception_is_render_failed_never_a_crash(monkeypatch: pytest.
     def explode(*args: object, **kwargs: object) -> None:
         raise KeyError("surprise")
 
-    monkeypatch.setattr("stream_app.render.core.normalize_item", explode)
+    monkeypatch.setattr("render.core.normalize_item", explode)
     outcome = render_item({"barcode_type": "qr", "data": "x"})
     assert isinstance(outcome.error, RenderFailed)
     assert "KeyError" in str(outcome.error)
@@ -121,8 +121,8 @@ def test_outcomes_pickle_with_their_error_field() -> None:
 
 def test_render_core_does_not_import_service_dependencies() -> None:
     code = (
-        "import stream_app.render, sys\n"
-        "from stream_app.render import render_item\n"
+        "import render, sys\n"
+        "from render import render_item\n"
         "render_item({'barcode_type': 'qr', 'data': 'x', 'options': {'verify': True}})\n"
         "bad = [m for m in sys.modules if m.startswith(('faust', 'redis', 'aiokafka', 'kafka'))]\n"
         "assert not bad, bad\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from render import gs1, normalize_item, render
+from render.registry import REGISTRY
 from schemas.errors import InvalidCheckDigit, InvalidData
-from stream_app.render import gs1, normalize_item, render
-from stream_app.render.registry import REGISTRY
 from tests.render.helpers import gtin_check
 
 GS = "\x1d"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from render import Rendered, normalize_item, render
+from render.registry import REGISTRY
 from schemas.errors import InvalidOption
-from stream_app.render import Rendered, normalize_item, render
-from stream_app.render.registry import REGISTRY
 from tests.render.helpers import SAMPLE, SVG_NS, parse_svg, png_dark, png_row
 
 LINEAR = [name for name, s in REGISTRY.items() if s.linear]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app.render import SUPPORTED_TYPES, normalize_item, render
-from stream_app.render.registry import REGISTRY
+from render import SUPPORTED_TYPES, normalize_item, render
+from render.registry import REGISTRY
 from tests.render.helpers import decode, decode_png, decodes_to, png_dark, png_row, svg_modules, to_gray
 from tests.render.strategies import VALID
 

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from render import MAX_SIDE, RENDERER_VERSION, SUPPORTED_TYPES, RenderSpec, normalize_item
+from render.spec import OPTION_KEYS
 from schemas.errors import (
     DataTooLong,
     InvalidCheckDigit,
@@ -20,8 +22,6 @@ from schemas.errors import (
     UnsupportedType,
 )
 from schemas.models import BarcodeType, ItemOptions
-from stream_app.render import MAX_SIDE, RENDERER_VERSION, SUPPORTED_TYPES, RenderSpec, normalize_item
-from stream_app.render.spec import OPTION_KEYS
 
 
 def item(barcode_type: str = "qr", data: Any = "hello", fmt: Any = "svg", **options: Any) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from render import normalize_item, render
+from render.registry import REGISTRY
+from render.verify import SURROUND, grayscale_of, verify_image
+from render.writers import compute_layout, write_png
 from schemas.errors import VerifyFailed
-from stream_app.render import normalize_item, render
-from stream_app.render.registry import REGISTRY
-from stream_app.render.verify import SURROUND, grayscale_of, verify_image
-from stream_app.render.writers import compute_layout, write_png
 
 
 def test_verified_flag_only_when_verify_ran() -> None:

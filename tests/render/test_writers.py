@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from render import SUPPORTED_TYPES, Rendered, normalize_item, render
+from render import writers as writers_module
+from render._text import strip_controls
 from schemas.errors import InvalidOption
-from stream_app.render import SUPPORTED_TYPES, Rendered, normalize_item, render
-from stream_app.render import writers as writers_module
-from stream_app.render._text import strip_controls
 from tests.render.helpers import SAMPLE, SVG_NS, parse_svg, png_dark, png_row, svg_modules
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\" ]]> <!-- --> \x00\x01\x07\x1b\x7f onload=evil()"
@@ -154,7 +154,7 @@ def test_huge_derived_sizes_are_refused_before_allocation(monkeypatch: pytest.Mo
         raise AssertionError("writer must not run")
 
     monkeypatch.setattr(writers_module, "WRITERS", {"svg": ("x", boom), "png": ("x", boom)})
-    monkeypatch.setattr("stream_app.render.core.WRITERS", {"svg": ("x", boom), "png": ("x", boom)})
+    monkeypatch.setattr("render.core.WRITERS", {"svg": ("x", boom), "png": ("x", boom)})
     with pytest.raises(InvalidOption) as err:
         rendered("code128", "x" * 80, fmt="png", module_size=64)
     assert err.value.field == "options.module_size"
@@ -204,7 +204,7 @@ def test_same_spec_same_bytes(barcode_type: str, fmt: str) -> None:
 def test_bytes_are_stable_across_processes() -> None:
     script = (
         "import hashlib\n"
-        "from stream_app.render import normalize_item, render\n"
+        "from render import normalize_item, render\n"
         "for t, d in [('qr', 'hello'), ('code128', 'Hello'), ('aztec', 'hello')]:\n"
         "    for f in ('svg', 'png'):\n"
         "        r = render(normalize_item({'barcode_type': t, 'data': d, 'format': f}))\n"

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from render.pool import Outcome
 from schemas.errors import RenderFailed
 from schemas.validate import parse_batch
 from stream_app.cache import CachedImage, TwoLevelCache
 from stream_app.local import InlinePool, run_batch
 from stream_app.pipeline import Plan, answer_from_cache, cached_result, failed_part, plan_batch, render_task
-from stream_app.pool import Outcome
 
 GUARD_S = 10.0  # a broken test fails after this instead of hanging; never reached by a passing test
 

@@ -9,10 +9,10 @@ from barcode.isxn import ISBN10, ISSN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from render import normalize_item, render
+from render.encoders import linear
+from render.registry import REGISTRY
 from schemas.errors import DataTooLong, InvalidCheckDigit, InvalidData
-from stream_app.render import normalize_item, render
-from stream_app.render.encoders import linear
-from stream_app.render.registry import REGISTRY
 from tests.render.helpers import gtin_check, svg_modules
 from tests.render.strategies import VALID
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import zxingcpp
 
+from render import RenderSpec, normalize_item, render
+from render.registry import REGISTRY
+from render.verify import grayscale_of
 from schemas.errors import DataTooLong
-from stream_app.render import RenderSpec, normalize_item, render
-from stream_app.render.registry import REGISTRY
-from stream_app.render.verify import grayscale_of
 from tests.render.helpers import to_gray
 
 

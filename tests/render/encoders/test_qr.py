@@ -7,8 +7,8 @@ import segno
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from render import RenderSpec, describe, normalize_item, render
 from schemas.errors import DataTooLong, InvalidOption
-from stream_app.render import RenderSpec, describe, normalize_item, render
 from tests.render.helpers import decode_png, decodes_to
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from segno import consts, encoder
 
-from stream_app.render.encoders import qr, qr_mask
+from render.encoders import qr, qr_mask
 
 LEVELS = ["L", "M", "Q", "H"]
 NUMERIC = "0123456789"

@@ -12,11 +12,11 @@ import zxingcpp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from render import normalize_item, render
+from render.encoders import linear
+from render.registry import REGISTRY
+from render.verify import grayscale_of
 from schemas.errors import InvalidCheckDigit, InvalidData, InvalidOption
-from stream_app.render import normalize_item, render
-from stream_app.render.encoders import linear
-from stream_app.render.registry import REGISTRY
-from stream_app.render.verify import grayscale_of
 from tests.render.helpers import gtin_check, png_dark
 
 
