@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from barcodeflow.redis import RedisGuard, redis_client
 from barcodeflow.settings import Settings
 from facade import batches, health, images
 from facade.auth import Authenticator, load_api_keys
@@ -26,7 +27,6 @@ from facade.images import ImageService
 from facade.kafka import Component, KafkaProbe
 from facade.metrics import Metrics, MetricsMiddleware
 from facade.ratelimit import IPNetwork, RateLimiter, make_storage, parse_trusted
-from facade.redis_guard import RedisGuard
 from facade.results_store import ResultsStore
 from schemas.models import StrictBatchRequest
 
@@ -74,17 +74,6 @@ async def _bounded(what: str, step: Awaitable[Any], timeout: float) -> None:
         log.warning("shutdown: %s: %r", what, exc)
 
 
-def _redis_client(settings: Settings, timeout: float) -> Any:
-    from redis.asyncio import Redis
-
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-    )
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -110,7 +99,7 @@ def create_app(
     metrics = Metrics()
     owns_redis = redis is None
     if redis is None:
-        redis = _redis_client(settings, cfg.redis_timeout_s)
+        redis = redis_client(settings.redis_url, timeout_s=cfg.redis_timeout_s, health_check_interval=30)
     rguard = RedisGuard(timeout=cfg.redis_timeout_s, cooldown=cfg.redis_cooldown_s)
     storage = (
         ratelimit_storage

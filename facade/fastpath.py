@@ -14,13 +14,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from render.batch import ImageCache, plan_batch
+from render.batch import cached_result as pipeline_cached_result
 from schemas.models import BatchRequest
-from stream_app.cache import TwoLevelCache
-from stream_app.pipeline import cached_result as pipeline_cached_result
-from stream_app.pipeline import plan_batch
 
 
-async def cached_result(batch: BatchRequest, cache: TwoLevelCache) -> dict[str, Any] | None:
+async def cached_result(batch: BatchRequest, cache: ImageCache) -> dict[str, Any] | None:
     """The complete BatchResult if every valid item is cached; ``None`` means: ask the pipeline."""
     if batch.replay is not None:
         return None

@@ -5,9 +5,9 @@
   Every item error, including ``unsupported_type``, is 422 ``{"error": {"code", "message", "field"}}``.
 * ``ETag`` is ``"<spec.cache_key()>"``; a matching ``If-None-Match`` answers 304 before any cache
   lookup or rendering. Responses are ``Cache-Control: public, max-age=86400, immutable``.
-* Rendering runs in the worker's ``RenderPool``, never on the event loop: spawned processes
+* Rendering runs in the render core's ``RenderPool``, never on the event loop: spawned processes
   (default; ``render_workers`` of them) or threads.
-* The worker's two-level cache (in-process LRU + Redis ``bf:img:{cache_key}``, TTL
+* The shared two-level cache (in-process LRU + Redis ``bf:img:{cache_key}``, TTL
   ``cache_default_ttl``): every Redis call is bounded by ``cache_timeout_ms``, and a Redis outage
   only means rendering every time.
 """
@@ -22,15 +22,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
+from barcodeflow.cache import CachedImage, TwoLevelCache
 from facade.config import FacadeConfig
 from facade.errors import ApiError, FacadeCode, doc_error
 from facade.guard import Principal, guard
 from facade.metrics import Metrics
-from render import RenderSpec
-from render.pool import Outcome, RenderPool
-from render.registry import SUPPORTED_TYPES
+from render import SUPPORTED_TYPES, Outcome, RenderSpec, normalize_item
+from render.pool import RenderPool
 from schemas.errors import ItemError
-from stream_app.cache import CachedImage, TwoLevelCache
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ _SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 class ImageService:
-    """Renders single images with the worker's own machinery: ``RenderPool`` and ``TwoLevelCache``
+    """Renders single images with the pipeline's machinery: ``RenderPool`` and ``TwoLevelCache``
     (same Redis keys and value format as the pipeline, so either side's renders serve the other)."""
 
     def __init__(self, config: FacadeConfig, redis: Any | None, metrics: Metrics) -> None:
@@ -180,8 +179,6 @@ async def get_barcode(
     ] = None,
     show_text: Annotated[bool | None, Query()] = None,
 ) -> Response:
-    from render import normalize_item
-
     state = request.app.state.facade
     service: ImageService = state.images
     metrics: Metrics = state.metrics
@@ -217,11 +214,12 @@ async def get_barcode(
     if cached is not None:
         headers["X-Cache"] = "hit"
     else:
-        ok, image, content_type, meta, err, ms = await service.render(spec)
-        if not ok or image is None or content_type is None:
-            raise _item_error(err or {}, metrics)
-        metrics.renders.observe(ms / 1000)
-        cached = CachedImage(image=image, content_type=content_type, metadata=meta or {})
+        outcome = await service.render(spec)
+        if not outcome.success or outcome.rendered is None:
+            raise _item_error(outcome.error or {}, metrics)
+        metrics.renders.observe(outcome.elapsed_ms / 1000)
+        r = outcome.rendered
+        cached = CachedImage(image=r.image, content_type=r.content_type, metadata=outcome.metadata or {})
         service.store(key, cached)
         headers["X-Cache"] = "miss"
     content_type, image = cached.content_type, cached.image

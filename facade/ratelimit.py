@@ -5,8 +5,9 @@
   client IP and each API key. Over the limit: 429 with an integer ``Retry-After`` >= 1.
 * Storage down (or slower than ``ratelimit_timeout_s``): ``settings.rate_limit_fail_open`` decides.
   Open (the default) lets the request through and counts ``ratelimit_storage_errors``; closed answers
-  503 ``rate_limit_unavailable`` with ``Retry-After``. After a failure the storage is skipped for a
-  short cooldown so a dead Redis does not add a timeout to every request.
+  503 ``rate_limit_unavailable`` with ``Retry-After``. Storage calls go through a ``RedisGuard``: after a
+  failure the storage is skipped for a short cooldown so a dead Redis does not add a timeout to every
+  request.
 * Client IP: the socket peer. ``X-Forwarded-For`` is honoured only when the peer is one of
   ``settings.trusted_proxies`` (addresses or CIDR networks); then the right-most address that is not
   a trusted proxy is the client. uvicorn must run with ``proxy_headers=False`` (``facade.cli`` does),
@@ -17,20 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from barcodeflow.redis import RedisGuard, RedisUnavailable
 from facade.config import ConfigError
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
-
-log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -131,11 +131,8 @@ class RateLimiter:
         self.storage = storage
         self.strategy = MovingWindowRateLimiter(storage)
         self.fail_open = fail_open
-        self.timeout = timeout
-        self.cooldown = cooldown
+        self.guard = RedisGuard(timeout=timeout, cooldown=cooldown, what="rate-limit storage")
         self.metrics = metrics
-        self._down_until = 0.0
-        self._last_log = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -145,45 +142,36 @@ class RateLimiter:
         """Count one request of ``identity``; raise ``ApiError`` 429 (or 503 when failing closed)."""
         if not self.items:
             return
-        if time.monotonic() < self._down_until:
-            self._storage_failed(None)
-            return
-        try:
-            for item in self.items:
-                allowed = await asyncio.wait_for(self.strategy.hit(item, scope, identity), self.timeout)
-                if not allowed:
-                    retry_after = await self._retry_after(item, scope, identity)
-                    self.metrics.rate_limited.labels(scope).inc()
-                    raise ApiError(
-                        429,
-                        FacadeCode.RATE_LIMITED,
-                        f"rate limit {item} per {'client address' if scope == 'ip' else 'API key'} exceeded",
-                        headers={"Retry-After": str(retry_after)},
-                    )
-        except (ApiError, asyncio.CancelledError):
-            raise
-        except Exception as exc:  # storage errors of any kind, including timeouts
-            self._down_until = time.monotonic() + self.cooldown
-            self._storage_failed(exc)
+        for item in self.items:
+            try:
+                allowed = await self.guard.run(partial(self.strategy.hit, item, scope, identity))
+            except RedisUnavailable:  # storage errors of any kind, including timeouts, and the cooldown after
+                self._storage_failed()
+                return
+            if not allowed:
+                retry_after = await self._retry_after(item, scope, identity)
+                self.metrics.rate_limited.labels(scope).inc()
+                raise ApiError(
+                    429,
+                    FacadeCode.RATE_LIMITED,
+                    f"rate limit {item} per {'client address' if scope == 'ip' else 'API key'} exceeded",
+                    headers={"Retry-After": str(retry_after)},
+                )
 
     async def _retry_after(self, item: RateLimitItem, scope: str, identity: str) -> int:
         try:
-            stats = await asyncio.wait_for(self.strategy.get_window_stats(item, scope, identity), self.timeout)
+            stats = await asyncio.wait_for(self.strategy.get_window_stats(item, scope, identity), self.guard.timeout)
             wait = stats.reset_time - time.time()
         except Exception:  # the 429 stands; only the hint is approximate
             wait = item.get_expiry()
         return max(1, math.ceil(wait))
 
-    def _storage_failed(self, exc: BaseException | None) -> None:
+    def _storage_failed(self) -> None:
         self.metrics.ratelimit_errors.inc()
-        now = time.monotonic()
-        if exc is not None and now - self._last_log > 10.0:
-            self._last_log = now
-            log.warning("rate-limit storage unavailable (%r): failing %s", exc, "open" if self.fail_open else "closed")
         if not self.fail_open:
             raise ApiError(
                 503,
                 FacadeCode.RATE_LIMIT_UNAVAILABLE,
                 "rate limiting is unavailable; try again shortly",
-                headers={"Retry-After": str(max(1, math.ceil(self.cooldown)))},
+                headers={"Retry-After": str(max(1, math.ceil(self.guard.cooldown)))},
             )

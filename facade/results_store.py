@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from barcodeflow.aio import cancel_and_wait
+from barcodeflow.redis import RedisGuard, RedisUnavailable
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
-from facade.redis_guard import RedisGuard, RedisUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 CPU-bound rendering would block Faust's event loop (heartbeats, fetches, commits), so every render
 runs in a ``ProcessPoolExecutor``. A chunk of specs is shipped as plain dicts and comes back as
-plain tuples (bytes, not base64), which keeps the IPC cheap.
+``Outcome``s (bytes, not base64), which keeps the IPC cheap. ``InlinePool`` has the same interface and
+renders in the calling thread.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-log = logging.getLogger(__name__)
+from render.core import Outcome
 
-# (success, image, content_type, metadata, error dict, elapsed_ms)
-Outcome = tuple[bool, bytes | None, str | None, dict[str, Any] | None, dict[str, Any] | None, float]
+log = logging.getLogger(__name__)
 
 
 def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
@@ -34,15 +34,15 @@ def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -
         try:
             spec = RenderSpec(**raw)
             if validate_only:
-                out.append((True, None, None, describe(spec), None, (time.perf_counter() - t0) * 1000))
+                out.append(Outcome(True, None, describe(spec), None, (time.perf_counter() - t0) * 1000))
             else:
                 r = render(spec)
-                out.append((True, r.image, r.content_type, r.metadata, None, (time.perf_counter() - t0) * 1000))
+                out.append(Outcome(True, r, r.metadata, None, (time.perf_counter() - t0) * 1000))
         except ItemError as exc:
-            out.append((False, None, None, None, exc.to_dict(), (time.perf_counter() - t0) * 1000))
+            out.append(Outcome(False, None, None, exc, (time.perf_counter() - t0) * 1000))
         except Exception as exc:  # noqa: BLE001 - an encoder bug fails this item only, with its class name
             err = RenderFailed(f"rendering failed: {type(exc).__name__}: {exc}")
-            out.append((False, None, None, None, err.to_dict(), (time.perf_counter() - t0) * 1000))
+            out.append(Outcome(False, None, None, err, (time.perf_counter() - t0) * 1000))
     return out
 
 
@@ -92,3 +92,10 @@ class RenderPool:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+
+class InlinePool:
+    """``RenderPool``'s interface, rendering in the calling thread."""
+
+    async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
+        return render_specs(specs, validate_only)

@@ -19,14 +19,15 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from barcodeflow.aio import cancel_and_wait
+from barcodeflow.cache import TwoLevelCache
 from barcodeflow.kafka import consumer_config, group_config, producer_config
+from barcodeflow.redis import redis_client
 from barcodeflow.settings import Settings
+from render.batch import failed_part, render_task
 from render.pool import RenderPool
 from schemas.errors import RenderFailed
-from stream_app.cache import TwoLevelCache, redis_client
 from stream_app.faust_config import faust_config
 from stream_app.intake import Intake
-from stream_app.pipeline import failed_part, render_task
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class WorkerApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         self.pool.start()
-        self.render_cache.redis = redis_client(self.bf_settings.redis_url, self.bf_settings.cache_timeout_ms)
+        s = self.bf_settings
+        self.render_cache.redis = redis_client(s.redis_url, timeout_s=s.cache_timeout_ms / 1000)
 
     async def start_intake(self) -> None:
         s = self.bf_settings

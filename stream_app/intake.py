@@ -26,12 +26,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from barcodeflow.cache import TwoLevelCache
 from barcodeflow.kafka import send_until_acked
 from barcodeflow.settings import Settings
+from render.batch import Plan, answer_from_cache, plan_batch
 from schemas.errors import BatchValidationError, ErrorCode
 from schemas.validate import parse_batch, peek_batch_id
-from stream_app.cache import TwoLevelCache
-from stream_app.pipeline import Plan, answer_from_cache, plan_batch
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from barcodeflow.cache import TwoLevelCache
 from producer.outputs import image_files
 from schemas.errors import BarcodeflowError, BatchValidationError
 from schemas.validate import parse_batch
-from stream_app.cache import TwoLevelCache
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if not reqs:
         print("barcodeflow render: the input holds no batch", file=sys.stderr)
         return EXIT_INVALID
-    from stream_app.local import run_batch
+    from barcodeflow.local import run_batch
 
     cache = TwoLevelCache(None, max_size=args.settings.cache_max_size)
     failed = 0

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from barcodeflow.cache import KEY_PREFIX
 from barcodeflow.settings import Settings
 from producer import BatchProducer, ResultListener
-from stream_app.cache import KEY_PREFIX
 from tests.conftest import running_pipeline
 from tests.support.pipeline import RedisServer, free_port
 

@@ -11,13 +11,13 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
+from barcodeflow.cache import TwoLevelCache
 from barcodeflow.settings import Settings
+from render.batch import plan_batch, render_task
+from render.pool import InlinePool
 from schemas.validate import parse_batch
 from sink.aggregate import BatchAggregator
-from stream_app.cache import TwoLevelCache
 from stream_app.intake import InFlight, Intake, dlq_headers
-from stream_app.local import InlinePool
-from stream_app.pipeline import plan_batch, render_task
 from tests.stream_app.fakes import GUARD_S, FakeConsumer, FakeProducer, Record, records
 
 # -- InFlight (pure) ------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from render.pool import Outcome
+from barcodeflow.cache import CachedImage, TwoLevelCache
+from barcodeflow.local import run_batch
+from render.batch import Plan, answer_from_cache, cached_result, failed_part, plan_batch, render_task
+from render.core import Outcome
+from render.pool import InlinePool
 from schemas.errors import RenderFailed
 from schemas.validate import parse_batch
-from stream_app.cache import CachedImage, TwoLevelCache
-from stream_app.local import InlinePool, run_batch
-from stream_app.pipeline import Plan, answer_from_cache, cached_result, failed_part, plan_batch, render_task
 
 GUARD_S = 10.0  # a broken test fails after this instead of hanging; never reached by a passing test
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from barcodeflow.settings import Settings
-from render.pool import Outcome
+from render.batch import plan_batch
+from render.core import Outcome
+from render.pool import InlinePool
 from schemas.validate import parse_batch
 from stream_app import app as worker_module
 from stream_app.app import RenderJob, WorkerApp, create_worker_app
-from stream_app.local import InlinePool
-from stream_app.pipeline import plan_batch
 
 GUARD_S = 10.0  # a broken test fails after this instead of hanging; never reached by a passing test
 AGENT = "stream_app.app.render"

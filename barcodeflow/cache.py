@@ -1,45 +1,27 @@
-"""Two-level render cache: an in-process LRU in front of Redis.
+"""Two-level render cache: an in-process LRU in front of Redis (used by the worker, the facade and the
+embedded path; the value format is ``render.batch.CachedImage``).
 
-Redis is an accelerator, never a dependency: every Redis call has a short timeout; on error or
-timeout the caller renders anyway, and the failure is logged (rate-limited) and counted. While
-Redis is failing, calls are skipped for a short back-off so a dead Redis does not add its timeout
-to every batch.
+Redis is an accelerator, never a dependency: every Redis call goes through a ``RedisGuard`` (short
+timeout); on error or timeout the caller renders anyway, and the failure is logged (rate-limited) and
+counted. While Redis is failing, calls are skipped for a short back-off so a dead Redis does not add its
+timeout to every batch.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
+from barcodeflow.redis import RedisGuard, RedisUnavailable
+from render.batch import CachedImage
 
 KEY_PREFIX = "bf:img:"
 
-
-@dataclass(frozen=True, slots=True)
-class CachedImage:
-    image: bytes
-    content_type: str
-    metadata: dict[str, Any]
-
-    def encode(self) -> bytes:
-        head = orjson.dumps({"t": self.content_type, "m": self.metadata})
-        return head + b"\n" + self.image
-
-    @classmethod
-    def decode(cls, raw: bytes) -> CachedImage:
-        head, _, image = raw.partition(b"\n")
-        doc = orjson.loads(head)
-        return cls(image=image, content_type=doc["t"], metadata=doc["m"])
+__all__ = ["KEY_PREFIX", "CacheStats", "CachedImage", "TwoLevelCache"]
 
 
 @dataclass
@@ -87,27 +69,16 @@ class TwoLevelCache:
         self.redis = redis
         self.lru = LRU(max_size)
         self.ttl = ttl
-        self.timeout = timeout_ms / 1000
-        self.backoff_s = backoff_s
+        self.guard = RedisGuard(timeout=timeout_ms / 1000, cooldown=backoff_s, what="render cache", log_every_s=5.0)
         self.stats = CacheStats()
-        self._down_until = 0.0
-        self._last_log = 0.0
 
     def _redis_usable(self) -> bool:
         if self.redis is None:
             return False
-        if time.monotonic() < self._down_until:
+        if not self.guard.available:
             self.stats.redis_skipped += 1
             return False
         return True
-
-    def _redis_failed(self, op: str, exc: BaseException) -> None:
-        self.stats.redis_errors += 1
-        self._down_until = time.monotonic() + self.backoff_s
-        now = time.monotonic()
-        if now - self._last_log > 5:
-            self._last_log = now
-            log.warning("redis %s failed (%r); rendering without the shared cache", op, exc)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, CachedImage]:
         found: dict[str, CachedImage] = {}
@@ -120,11 +91,12 @@ class TwoLevelCache:
             else:
                 missing.append(key)
         if missing and self._redis_usable():
-            assert self.redis is not None  # noqa: S101 - checked by _redis_usable
+            redis = self.redis
+            assert redis is not None  # noqa: S101 - checked by _redis_usable
             try:
-                raws = await asyncio.wait_for(self.redis.mget([KEY_PREFIX + k for k in missing]), self.timeout)
-            except (TimeoutError, RedisError, OSError) as exc:
-                self._redis_failed("MGET", exc)
+                raws = await self.guard.run(lambda: redis.mget([KEY_PREFIX + k for k in missing]))
+            except RedisUnavailable:
+                self.stats.redis_errors += 1
                 raws = [None] * len(missing)
             for key, raw in zip(missing, raws, strict=True):
                 if not isinstance(raw, bytes):
@@ -144,22 +116,11 @@ class TwoLevelCache:
             self.lru.put(key, val)
         if not entries or not self._redis_usable():
             return
-        assert self.redis is not None  # noqa: S101
+        assert self.redis is not None  # noqa: S101 - checked by _redis_usable
+        pipe = self.redis.pipeline(transaction=False)
+        for key, val in entries.items():
+            pipe.set(KEY_PREFIX + key, val.encode(), ex=self.ttl)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for key, val in entries.items():
-                pipe.set(KEY_PREFIX + key, val.encode(), ex=self.ttl)
-            await asyncio.wait_for(pipe.execute(), self.timeout)
-        except (TimeoutError, RedisError, OSError) as exc:
-            self._redis_failed("SET", exc)
-
-
-def redis_client(url: str, timeout_ms: int) -> Redis:
-    t = timeout_ms / 1000
-    return Redis.from_url(
-        url,
-        socket_timeout=t,
-        socket_connect_timeout=t,
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
+            await self.guard.run(pipe.execute)
+        except RedisUnavailable:
+            self.stats.redis_errors += 1

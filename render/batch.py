@@ -1,24 +1,53 @@
-"""The worker's logic, kept out of the intake loop and the agent: plan a batch, answer what the cache
-holds, render a task.
+"""A batch's logic, shared by the worker, the facade's fast path and the embedded path: plan a batch,
+answer what the cache holds, render a task into the ``part`` record the sink aggregates.
 
-``plan_batch`` and ``answer_from_cache`` are pure. ``render_task`` is the only coroutine: render the
-task's items in the process pool, cache the new images, and return the ``part`` record the sink
-aggregates.
+``plan_batch`` and ``answer_from_cache`` are pure. ``render_task`` and ``cached_result`` await the image
+cache and the renderer they are given (``ImageCache``, ``Renderer``); this module does no I/O itself.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from render import normalize_item
-from render.pool import Outcome, RenderPool
+import orjson
+
+from render.core import Outcome
+from render.spec import normalize_item
 from schemas.errors import ItemError
 from schemas.models import BatchRequest
 from schemas.results import assemble, item_result
-from stream_app.cache import CachedImage, TwoLevelCache
+
+
+@dataclass(frozen=True, slots=True)
+class CachedImage:
+    """A rendered image as the cache keeps it (``encode``/``decode``: its stored bytes)."""
+
+    image: bytes
+    content_type: str
+    metadata: dict[str, Any]
+
+    def encode(self) -> bytes:
+        head = orjson.dumps({"t": self.content_type, "m": self.metadata})
+        return head + b"\n" + self.image
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CachedImage:
+        head, _, image = raw.partition(b"\n")
+        doc = orjson.loads(head)
+        return cls(image=image, content_type=doc["t"], metadata=doc["m"])
+
+
+class ImageCache(Protocol):
+    async def get_many(self, keys: Iterable[str]) -> dict[str, CachedImage]: ...
+
+    async def put_many(self, entries: Mapping[str, CachedImage]) -> None: ...
+
+
+class Renderer(Protocol):
+    async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]: ...
 
 
 @dataclass
@@ -112,7 +141,7 @@ def answer_from_cache(plan: Plan, hits: Mapping[str, CachedImage], *, include_me
     plan.tasks = remaining
 
 
-async def render_task(task: Mapping[str, Any], *, cache: TwoLevelCache, pool: RenderPool) -> dict[str, Any]:
+async def render_task(task: Mapping[str, Any], *, cache: ImageCache, pool: Renderer) -> dict[str, Any]:
     """Render one task; returns the ``part`` record with one item result per item, in any order."""
     items = task["items"]
     include_metadata = bool(task.get("include_metadata", True))
@@ -125,9 +154,9 @@ async def render_task(task: Mapping[str, Any], *, cache: TwoLevelCache, pool: Re
     if not validate_only:
         await cache.put_many(
             {
-                k: CachedImage(image=o[1], content_type=o[2] or "", metadata=o[3] or {})
+                k: CachedImage(image=o.rendered.image, content_type=o.rendered.content_type, metadata=o.metadata or {})
                 for k, o in rendered.items()
-                if o[0] and o[1] is not None
+                if o.success and o.rendered is not None
             }
         )
     results = []
@@ -136,18 +165,18 @@ async def render_task(task: Mapping[str, Any], *, cache: TwoLevelCache, pool: Re
         key = it["key"]
         first = key not in seen
         seen.add(key)
-        ok, image, ctype, meta, err, ms = rendered[key]
+        o = rendered[key]
         results.append(
             item_result(
                 it["index"],
                 it["id"],
-                image=image,
-                content_type=ctype,
-                metadata=meta,
-                error=err,
+                image=o.rendered.image if o.rendered is not None else None,
+                content_type=o.rendered.content_type if o.rendered is not None else None,
+                metadata=o.metadata,
+                error=o.error.to_dict() if o.error is not None else None,
                 # a duplicate of an item rendered earlier in this batch is served from that render
-                cached=not first and ok,
-                elapsed_ms=ms if first else 0.0,
+                cached=not first and o.success,
+                elapsed_ms=o.elapsed_ms if first else 0.0,
                 include_metadata=include_metadata,
             )  # fmt: skip
         )
@@ -170,7 +199,7 @@ def failed_part(task: Mapping[str, Any], error: ItemError) -> dict[str, Any]:
     return part_record(task, [item_result(it["index"], it["id"], error=error.to_dict()) for it in task["items"]])
 
 
-async def cached_result(req: BatchRequest, plan: Plan, cache: TwoLevelCache) -> dict[str, Any] | None:
+async def cached_result(req: BatchRequest, plan: Plan, cache: ImageCache) -> dict[str, Any] | None:
     """The complete BatchResult when every valid item of the batch is already rendered, else ``None``.
 
     Renders are deterministic, so this is the answer the pipeline gives (the facade answers a waiting

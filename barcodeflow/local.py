@@ -1,5 +1,6 @@
 """The embedded path: run a batch in-process through the same planning, render and aggregation code
-as the pipeline, with no broker (used by ``barcodeflow render``, the benchmarks and tests)."""
+as the pipeline, with no broker (used by ``barcodeflow render``, the benchmarks and tests). It sits
+above the worker's and the sink's code: it composes ``render.batch`` and the sink's pure aggregator."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from barcodeflow.cache import TwoLevelCache
+from render.batch import answer_from_cache, plan_batch, render_task
 from render.pool import Outcome, render_specs
 from schemas.models import BatchRequest
 from sink.aggregate import BatchAggregator
-from stream_app.cache import TwoLevelCache
-from stream_app.pipeline import answer_from_cache, plan_batch, render_task
 
 
 class InlinePool:
