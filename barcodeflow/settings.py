@@ -1,4 +1,7 @@
-"""One settings object per process, built in ``main()`` from an injectable environ and passed down."""
+"""One settings object per process, built in ``main()`` from an injectable environ and passed down.
+
+``Settings`` holds every knob of every process (worker, sink, facade, producer CLIs); the ``facade_*``
+ones are read only by the HTTP facade, which checks them (``check_facade``) before it starts."""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
+
+
+class ConfigError(ValueError):
+    """A process refuses to start with this configuration."""
 
 
 def env_bool(v: str) -> bool:
@@ -25,7 +32,7 @@ def env_values(table: EnvTable, environ: Mapping[str, str] | None = None) -> dic
             try:
                 out[name] = conv(raw)
             except ValueError as exc:
-                raise ValueError(f"{var}={raw!r} is not valid: {exc}") from None
+                raise ConfigError(f"{var}={raw!r} is not valid: {exc}") from None
     return out
 
 
@@ -68,6 +75,35 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     result_ttl_s: int = 3600
     facade_wait_s: float = 10.0
+    # No API key configured at all is refused unless this is set (``--insecure-no-auth`` /
+    # ``FACADE_ALLOW_NO_AUTH=1``); then every /v1 caller is the same anonymous principal.
+    facade_allow_no_auth: bool = False
+    # Upper bound of ``?timeout=`` on POST /v1/batches.
+    facade_max_wait_s: float = 30.0
+    # Bound on publishing one batch (broker ack); past it the caller gets 503, never a hang.
+    facade_publish_timeout_s: float = 5.0
+    # Kafka clients start in the background and are retried; startup waits at most this long for them.
+    facade_kafka_startup_wait_s: float = 10.0
+    facade_kafka_start_timeout_s: float = 20.0
+    facade_kafka_retry_interval_s: float = 2.0
+    # Shutdown: each step (producer, listener, results writer, Redis client) is given at most this long.
+    facade_shutdown_step_s: float = 10.0
+    # Redis: every call is bounded; after a failure Redis is skipped for ``facade_redis_cooldown_s``.
+    facade_redis_timeout_s: float = 0.5
+    facade_redis_cooldown_s: float = 2.0
+    facade_ratelimit_timeout_s: float = 0.25
+    # Redis key prefix of the rate-limit windows (replicas that must share limits use the same one).
+    facade_ratelimit_prefix: str = "bf:rl"
+    # Readiness probes (Kafka metadata + Redis PING).
+    facade_readiness_timeout_s: float = 2.0
+    # Single-image rendering: "process" (ProcessPoolExecutor, spawn) or "thread" (threadpool), with
+    # ``facade_render_workers`` of them (0: as many as ``render_concurrency``).
+    facade_render_executor: str = "process"
+    facade_render_workers: int = 0
+    facade_render_timeout_s: float = 10.0
+    facade_image_max_age_s: int = 86400
+    # In-process fallback for results of batches submitted to this replica (used when Redis is down).
+    facade_local_results_max_bytes: int = 64 * 1024 * 1024
     topic_prefix: str = ""
     topics: Topics = field(default_factory=Topics)
 
@@ -101,6 +137,14 @@ class Settings:
         "MAX_BODY_BYTES": ("max_body_bytes", int),
         "RESULT_TTL_S": ("result_ttl_s", int),
         "FACADE_WAIT_S": ("facade_wait_s", float),
+        "FACADE_ALLOW_NO_AUTH": ("facade_allow_no_auth", env_bool),
+        "FACADE_MAX_WAIT_S": ("facade_max_wait_s", float),
+        "FACADE_PUBLISH_TIMEOUT_S": ("facade_publish_timeout_s", float),
+        "FACADE_KAFKA_STARTUP_WAIT_S": ("facade_kafka_startup_wait_s", float),
+        "FACADE_REDIS_TIMEOUT_S": ("facade_redis_timeout_s", float),
+        "FACADE_RENDER_EXECUTOR": ("facade_render_executor", str),
+        "FACADE_RENDER_WORKERS": ("facade_render_workers", int),
+        "FACADE_RATELIMIT_PREFIX": ("facade_ratelimit_prefix", str),
     }
 
     @classmethod
@@ -111,6 +155,21 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def facade_render_processes(self) -> int:
+        return self.facade_render_workers if self.facade_render_workers > 0 else max(1, self.render_concurrency)
+
+    def check_facade(self) -> None:
+        """Raise ``ConfigError`` for facade settings the facade refuses to start with."""
+        if self.facade_render_executor not in ("process", "thread"):
+            raise ConfigError(
+                f"render_executor must be 'process' or 'thread', not {self.facade_render_executor!r}"
+            )
+        if self.facade_max_wait_s <= 0 or self.facade_publish_timeout_s <= 0:
+            raise ConfigError("max_wait_s and publish_timeout_s must be positive")
+        if self.facade_wait_s < 0 or self.facade_wait_s > self.facade_max_wait_s:
+            raise ConfigError(f"FACADE_WAIT_S must be between 0 and {self.facade_max_wait_s:g}")
 
     def as_env(self) -> dict[str, str]:
         """The environment a child process needs to rebuild these settings."""

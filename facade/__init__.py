@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConfigError", "FacadeConfig", "create_app"]
+__all__ = ["ConfigError", "create_app"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,8 +15,8 @@ def __getattr__(name: str) -> Any:
         from facade.app import create_app
 
         return create_app
-    if name in ("ConfigError", "FacadeConfig"):
-        from facade import config
+    if name == "ConfigError":
+        from barcodeflow.settings import ConfigError
 
-        return getattr(config, name)
+        return ConfigError
     raise AttributeError(name)

@@ -1,17 +1,18 @@
 """``create_app``: the barcodeflow HTTP facade as a FastAPI application.
 
-Everything the routes need lives on ``app.state.facade`` (a ``FacadeState``). The lifespan starts the
-Kafka producer and result listener (in the background, retried: a facade with a dead broker still
-starts and reports it on ``/readyz``), the Redis results writer, and closes them all on shutdown.
+Everything the routes need lives on ``app.state.facade``, a ``FacadeState`` built from the settings by
+``build_state``; ``create_app`` only wires it to FastAPI. The lifespan starts the Kafka producer and
+result listener (in the background, retried: a facade with a dead broker still starts and reports it on
+``/readyz``), the Redis results writer, and closes them all on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,7 +22,6 @@ from barcodeflow.redis import RedisGuard, redis_client
 from barcodeflow.settings import Settings
 from facade import batches, health, images
 from facade.auth import Authenticator, load_api_keys
-from facade.config import FacadeConfig
 from facade.errors import install_error_handlers
 from facade.images import ImageService
 from facade.kafka import Component, KafkaProbe
@@ -44,25 +44,18 @@ client address (429 with `Retry-After`). Errors are JSON: `{"error": {"code", "m
 
 @dataclass
 class FacadeState:
-    config: FacadeConfig
+    settings: Settings
     auth: Authenticator
     limiter: RateLimiter
     results: ResultsStore
     images: ImageService
     metrics: Metrics
     redis: Any | None
-    redis_guard: RedisGuard
+    owns_redis: bool
     publisher: Component
     listener: Component
     kafka_probe: Callable[[], Awaitable[None]]
     trusted_proxies: tuple[IPNetwork, ...]
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` after the response; kept referenced until done, cancelled at shutdown."""
-        task = asyncio.create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
 
 
 async def _bounded(what: str, step: Awaitable[Any], timeout: float) -> None:
@@ -74,10 +67,126 @@ async def _bounded(what: str, step: Awaitable[Any], timeout: float) -> None:
         log.warning("shutdown: %s: %r", what, exc)
 
 
+def _kafka_components(
+    s: Settings, results: ResultsStore, publisher: Any | None, listener: Any | None
+) -> tuple[Component, Component]:
+    def make_publisher() -> Any:
+        if publisher is not None:
+            return publisher
+        from producer.client import BatchProducer
+
+        return BatchProducer(s, client_id="barcodeflow-facade", send_timeout=s.facade_publish_timeout_s)
+
+    def make_listener() -> Any:
+        if listener is not None:
+            return listener
+        from producer.results import ResultListener
+
+        return ResultListener(s, client_id="barcodeflow-facade-results")
+
+    start, retry = s.facade_kafka_start_timeout_s, s.facade_kafka_retry_interval_s
+    pub = Component("publisher", make_publisher, start_timeout=start, retry_interval=retry)
+    lis = Component(
+        "listener",
+        make_listener,
+        start_timeout=start,
+        retry_interval=retry,
+        on_create=lambda inst: inst.add_callback(results.on_result),
+    )
+    return pub, lis
+
+
+def build_state(
+    s: Settings,
+    *,
+    publisher: Any | None = None,
+    listener: Any | None = None,
+    redis: Any | None = None,
+    ratelimit_storage: Any | None = None,
+    kafka_probe: Callable[[], Awaitable[None]] | None = None,
+) -> FacadeState:
+    """Everything the routes need, built from the settings; the arguments replace parts (tests)."""
+    s.check_facade()
+    metrics = Metrics()
+    owns_redis = redis is None
+    if redis is None:
+        redis = redis_client(s.redis_url, timeout_s=s.facade_redis_timeout_s, health_check_interval=30)
+    if ratelimit_storage is None:
+        ratelimit_storage = make_storage(s.redis_url, redis, prefix=s.facade_ratelimit_prefix)
+    limiter = RateLimiter(
+        s.rate_limit,
+        ratelimit_storage,
+        fail_open=s.rate_limit_fail_open,
+        timeout=s.facade_ratelimit_timeout_s,
+        cooldown=s.facade_redis_cooldown_s,
+        metrics=metrics,
+    )
+    guard = RedisGuard(timeout=s.facade_redis_timeout_s, cooldown=s.facade_redis_cooldown_s, what="results store")
+    results = ResultsStore(
+        redis, guard, ttl_s=s.result_ttl_s, metrics=metrics, local_max_bytes=s.facade_local_results_max_bytes
+    )
+    pub, lis = _kafka_components(s, results, publisher, listener)
+    metrics.kafka_ready.labels("publisher").set_function(lambda: float(pub.is_ready))
+    metrics.kafka_ready.labels("listener").set_function(lambda: float(lis.is_ready))
+    return FacadeState(
+        settings=s,
+        auth=Authenticator(load_api_keys(s), allow_no_auth=s.facade_allow_no_auth),
+        limiter=limiter,
+        results=results,
+        images=ImageService(s, redis, metrics),
+        metrics=metrics,
+        redis=redis,
+        owns_redis=owns_redis,
+        publisher=pub,
+        listener=lis,
+        kafka_probe=kafka_probe or KafkaProbe(s, s.facade_readiness_timeout_s),
+        trusted_proxies=parse_trusted(s.trusted_proxies),
+    )
+
+
+@asynccontextmanager
+async def run_state(state: FacadeState) -> AsyncIterator[None]:
+    """The facade's lifetime: start the results writer and the Kafka clients, then stop them all."""
+    s, pub, lis = state.settings, state.publisher, state.listener
+    await state.results.start()
+    # both start in the background; POST needs both (a batch is never published unless this
+    # replica follows the results topic), so waiting here only shortens the not-ready window
+    await asyncio.gather(lis.start(wait=s.facade_kafka_startup_wait_s), pub.start(wait=s.facade_kafka_startup_wait_s))
+    if not (lis.is_ready and pub.is_ready):
+        log.warning("facade started without Kafka (still retrying); POST /v1/batches answers 503 until then")
+    try:
+        yield
+    finally:
+        # every step bounded: a shutdown that hangs keeps a replica from being replaced
+        step = s.facade_shutdown_step_s
+        await _bounded("stopping the Kafka producer", pub.stop(), step)
+        await _bounded("stopping the result listener", lis.stop(), step)
+        await _bounded("stopping the results writer", state.results.stop(), step)
+        state.images.close()
+        if state.owns_redis and state.redis is not None:
+            await _bounded("closing the Redis client", state.redis.aclose(), step)
+
+
+def openapi_schema(app: FastAPI, max_batch_size: int) -> dict[str, Any]:
+    """The generated schema, with the *strict* request shape (what a valid batch looks like) as the POST
+    body, while the server accepts the lenient one and reports bad items per item."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    strict = StrictBatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = strict.pop("$defs", {})
+    strict["properties"]["barcodes"]["maxItems"] = max_batch_size
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in defs.items():
+        components.setdefault(name, definition)
+    components["BatchRequest"] = strict
+    app.openapi_schema = schema
+    return schema
+
+
 def create_app(
     settings: Settings | None = None,
     *,
-    config: FacadeConfig | None = None,
     publisher: Any | None = None,
     listener: Any | None = None,
     redis: Any | None = None,
@@ -87,136 +196,27 @@ def create_app(
     """Build the app. ``publisher``/``listener``/``redis``/``ratelimit_storage``/``kafka_probe`` are
     injectable (tests); by default they are built from the settings. Raises ``ConfigError`` for a
     configuration the facade refuses (e.g. no API keys without the insecure no-auth flag)."""
-    if config is None:
-        config = FacadeConfig.from_settings(settings or Settings.from_env())
-    elif settings is not None and settings is not config.settings:
-        config = config.with_(settings=settings)
-    cfg = config
-    settings = cfg.settings
-
-    auth = Authenticator(load_api_keys(settings), allow_no_auth=cfg.allow_no_auth)
-    trusted = parse_trusted(settings.trusted_proxies)
-    metrics = Metrics()
-    owns_redis = redis is None
-    if redis is None:
-        redis = redis_client(settings.redis_url, timeout_s=cfg.redis_timeout_s, health_check_interval=30)
-    rguard = RedisGuard(timeout=cfg.redis_timeout_s, cooldown=cfg.redis_cooldown_s)
-    storage = (
-        ratelimit_storage
-        if ratelimit_storage is not None
-        else make_storage(settings.redis_url, redis, prefix=cfg.ratelimit_prefix)
-    )
-    limiter = RateLimiter(
-        settings.rate_limit,
-        storage,
-        fail_open=settings.rate_limit_fail_open,
-        timeout=cfg.ratelimit_timeout_s,
-        cooldown=cfg.redis_cooldown_s,
-        metrics=metrics,
-    )
-    results = ResultsStore(
-        redis,
-        rguard,
-        ttl_s=settings.result_ttl_s,
-        metrics=metrics,
-        local_max_bytes=cfg.local_results_max_bytes,
-    )
-    image_service = ImageService(cfg, redis, metrics)
-
-    def make_publisher() -> Any:
-        if publisher is not None:
-            return publisher
-        from producer.client import BatchProducer
-
-        return BatchProducer(settings, client_id="barcodeflow-facade", send_timeout=cfg.publish_timeout_s)
-
-    def make_listener() -> Any:
-        if listener is not None:
-            return listener
-        from producer.results import ResultListener
-
-        return ResultListener(settings, client_id="barcodeflow-facade-results")
-
-    pub = Component(
-        "publisher",
-        make_publisher,
-        start_timeout=cfg.kafka_start_timeout_s,
-        retry_interval=cfg.kafka_retry_interval_s,
-    )
-    lis = Component(
-        "listener",
-        make_listener,
-        start_timeout=cfg.kafka_start_timeout_s,
-        retry_interval=cfg.kafka_retry_interval_s,
-        on_create=lambda inst: inst.add_callback(results.on_result),
-    )
-    metrics.kafka_ready.labels("publisher").set_function(lambda: float(pub.is_ready))
-    metrics.kafka_ready.labels("listener").set_function(lambda: float(lis.is_ready))
-
-    state = FacadeState(
-        config=cfg,
-        auth=auth,
-        limiter=limiter,
-        results=results,
-        images=image_service,
-        metrics=metrics,
+    settings = settings or Settings.from_env()
+    state = build_state(
+        settings,
+        publisher=publisher,
+        listener=listener,
         redis=redis,
-        redis_guard=rguard,
-        publisher=pub,
-        listener=lis,
-        kafka_probe=kafka_probe or KafkaProbe(settings, cfg.readiness_timeout_s),
-        trusted_proxies=trusted,
+        ratelimit_storage=ratelimit_storage,
+        kafka_probe=kafka_probe,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await results.start()
-        # both start in the background; POST needs both (a batch is never published unless this
-        # replica follows the results topic), so waiting here only shortens the not-ready window
-        await asyncio.gather(lis.start(wait=cfg.kafka_startup_wait_s), pub.start(wait=cfg.kafka_startup_wait_s))
-        if not (lis.is_ready and pub.is_ready):
-            log.warning("facade started without Kafka (still retrying); POST /v1/batches answers 503 until then")
-        try:
+        async with run_state(state):
             yield
-        finally:
-            if state.background:  # cache-answered batches still being published: give them a moment
-                await asyncio.wait(state.background, timeout=5)
-            # every step bounded: a shutdown that hangs keeps a replica from being replaced
-            await _bounded("stopping the Kafka producer", pub.stop(), cfg.shutdown_step_s)
-            await _bounded("stopping the result listener", lis.stop(), cfg.shutdown_step_s)
-            await _bounded("stopping the results writer", results.stop(), cfg.shutdown_step_s)
-            image_service.close()
-            if owns_redis:
-                await _bounded("closing the Redis client", redis.aclose(), cfg.shutdown_step_s)
 
-    app = FastAPI(
-        title="barcodeflow",
-        version="1.0.0",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="barcodeflow", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.facade = state
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.include_router(batches.router)
     app.include_router(images.router)
     app.include_router(health.router)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        # Document the *strict* request shape (what a valid batch looks like) as the POST body,
-        # while the server accepts the lenient one and reports bad items per item.
-        strict = StrictBatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        defs = strict.pop("$defs", {})
-        strict["properties"]["barcodes"]["maxItems"] = settings.max_batch_size
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, definition in defs.items():
-            components.setdefault(name, definition)
-        components["BatchRequest"] = strict
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_schema(app, settings.max_batch_size)  # type: ignore[method-assign]
     return app

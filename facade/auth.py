@@ -15,8 +15,7 @@ from pathlib import Path
 
 from fastapi.security import APIKeyHeader
 
-from barcodeflow.settings import Settings
-from facade.config import ConfigError
+from barcodeflow.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 

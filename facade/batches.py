@@ -160,13 +160,11 @@ async def submit_batch(
     ] = None,
 ) -> Response:
     state = request.app.state.facade
-    cfg = state.config
-    settings = cfg.settings
+    settings = state.settings
     metrics = state.metrics
-    if timeout is not None and timeout > cfg.max_wait_s:
-        raise ApiError(
-            422, FacadeCode.INVALID_REQUEST, f"timeout must be at most {cfg.max_wait_s:g} s", field="timeout"
-        )
+    max_wait = settings.facade_max_wait_s
+    if timeout is not None and timeout > max_wait:
+        raise ApiError(422, FacadeCode.INVALID_REQUEST, f"timeout must be at most {max_wait:g} s", field="timeout")
     wait_s = settings.facade_wait_s if timeout is None else timeout
 
     raw = await read_body(request, settings.max_body_bytes)
@@ -207,7 +205,7 @@ async def submit_batch(
     try:
         # published (and acknowledged) before answering, even when the cache has the answer:
         # every batch answered is on the record in barcode.requests
-        await _publish(publisher.instance, batch, cfg.publish_timeout_s, metrics)
+        await _publish(publisher.instance, batch, settings.facade_publish_timeout_s, metrics)
         if fast is not None:
             # this answer goes to this client only: the sink's record of the batch is the one stored
             metrics.batches.labels("completed_from_cache").inc()

@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from barcodeflow.settings import ConfigError
     from facade.app import create_app
-    from facade.config import ConfigError, FacadeConfig
 
     settings = args.settings
     changes = {}
@@ -44,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
         changes["facade_host"] = args.host
     if args.port is not None:
         changes["facade_port"] = args.port
+    if args.render_executor is not None:
+        changes["facade_render_executor"] = args.render_executor
+    if args.insecure_no_auth:
+        changes["facade_allow_no_auth"] = True
     if changes:
         settings = settings.with_(**changes)
-    overrides: dict[str, Any] = {"render_executor": args.render_executor}
-    if args.insecure_no_auth:
-        overrides["allow_no_auth"] = True
     try:
-        config = FacadeConfig.from_settings(settings, **overrides)
-        app = create_app(config=config)
+        app = create_app(settings)
     except ConfigError as exc:
         print(f"barcodeflow facade: {exc}", file=sys.stderr)
         return 2

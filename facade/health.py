@@ -50,7 +50,7 @@ async def _check(fn: Any, timeout: float) -> dict[str, Any]:
 )
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state.facade
-    timeout = state.config.readiness_timeout_s
+    timeout = state.settings.facade_readiness_timeout_s
 
     async def redis_ping() -> None:
         if state.redis is None:

@@ -6,7 +6,7 @@
 * ``ETag`` is ``"<spec.cache_key()>"``; a matching ``If-None-Match`` answers 304 before any cache
   lookup or rendering. Responses are ``Cache-Control: public, max-age=86400, immutable``.
 * Rendering runs in the render core's ``RenderPool``, never on the event loop: spawned processes
-  (default; ``render_workers`` of them) or threads.
+  (default; ``FACADE_RENDER_WORKERS`` of them) or threads.
 * The shared two-level cache (in-process LRU + Redis ``bf:img:{cache_key}``, TTL
   ``cache_default_ttl``): every Redis call is bounded by ``cache_timeout_ms``, and a Redis outage
   only means rendering every time.
@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from barcodeflow.cache import CachedImage, TwoLevelCache
-from facade.config import FacadeConfig
+from barcodeflow.settings import Settings
 from facade.errors import ApiError, FacadeCode, doc_error
 from facade.guard import Principal, guard
 from facade.metrics import Metrics
@@ -42,17 +42,17 @@ class ImageService:
     """Renders single images with the pipeline's machinery: ``RenderPool`` and ``TwoLevelCache``
     (same Redis keys and value format as the pipeline, so either side's renders serve the other)."""
 
-    def __init__(self, config: FacadeConfig, redis: Any | None, metrics: Metrics) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, redis: Any | None, metrics: Metrics) -> None:
+        self.settings = settings
         self.metrics = metrics
-        s = config.settings
+        s = settings
         self.cache = TwoLevelCache(
             redis, max_size=s.cache_max_size, ttl=s.cache_default_ttl, timeout_ms=s.cache_timeout_ms
         )
-        self.pool = RenderPool(config.render_workers, kind=config.render_executor)
+        self.pool = RenderPool(s.facade_render_processes, kind=s.facade_render_executor)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight = 0
-        self.max_inflight = max(1, config.render_workers) * 16
+        self.max_inflight = s.facade_render_processes * 16
 
     def close(self) -> None:
         for t in list(self._tasks):
@@ -73,12 +73,12 @@ class ImageService:
             raise ApiError(503, FacadeCode.RENDER_UNAVAILABLE, "renderer busy; try again", headers={"Retry-After": "1"})
         self._inflight += 1
         try:
-            [outcome] = await asyncio.wait_for(self.pool.run([spec.to_dict()]), self.config.render_timeout_s)
+            [outcome] = await asyncio.wait_for(self.pool.run([spec.to_dict()]), self.settings.facade_render_timeout_s)
         except TimeoutError:
             raise ApiError(
                 503,
                 FacadeCode.RENDER_UNAVAILABLE,
-                f"rendering took longer than {self.config.render_timeout_s:g} s",
+                f"rendering took longer than {self.settings.facade_render_timeout_s:g} s",
                 headers={"Retry-After": "1"},
             ) from None
         except BrokenProcessPool:
@@ -204,7 +204,7 @@ async def get_barcode(
     etag = f'"{key}"'
     headers = {
         "ETag": etag,
-        "Cache-Control": f"public, max-age={service.config.image_max_age_s}, immutable",
+        "Cache-Control": f"public, max-age={service.settings.facade_image_max_age_s}, immutable",
         "X-Content-Type-Options": "nosniff",
     }
     if etag_matches(request.headers.get("if-none-match"), etag):

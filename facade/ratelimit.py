@@ -28,7 +28,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from barcodeflow.redis import RedisGuard, RedisUnavailable
-from facade.config import ConfigError
+from barcodeflow.settings import ConfigError
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
 

@@ -21,7 +21,6 @@ from starlette.testclient import TestClient
 
 from barcodeflow.settings import Settings
 from facade.app import create_app
-from facade.config import FacadeConfig
 from tests.facade.fakes import FakeListener, FakePublisher
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -93,7 +92,6 @@ def make_harness() -> Iterator[MakeHarness]:
         client_ip: str | None = None,
         kafka_probe: Any = ok_probe,
         settings: dict[str, Any] | None = None,
-        config: dict[str, Any] | None = None,
         listener: FakeListener | None = None,
         publisher: FakePublisher | None = None,
         ratelimit_storage: Any = None,
@@ -104,19 +102,12 @@ def make_harness() -> Iterator[MakeHarness]:
             redis_url=redis_url() if use_redis else DEAD_REDIS,
             api_keys=keys,
             rate_limit="10000/minute",
+            facade_render_executor="thread",
+            facade_kafka_startup_wait_s=2.0,
+            facade_redis_timeout_s=0.3,
+            facade_ratelimit_prefix=f"bf:rl:test:{secrets.token_hex(6)}",
         )
         s = base.with_(**(settings or {}))
-        cfg = FacadeConfig.from_settings(
-            s,
-            environ={},
-            **{
-                "render_executor": "thread",
-                "kafka_startup_wait_s": 2.0,
-                "redis_timeout_s": 0.3,
-                "ratelimit_prefix": f"bf:rl:test:{secrets.token_hex(6)}",
-                **(config or {}),
-            },
-        )
         lis = listener or FakeListener()
         pub = publisher or FakePublisher(lis, mode=mode, delay=delay)
         if ratelimit_storage is None and not use_redis:
@@ -124,7 +115,7 @@ def make_harness() -> Iterator[MakeHarness]:
 
             ratelimit_storage = MemoryStorage()
         app = create_app(
-            config=cfg,
+            s,
             publisher=pub,
             listener=lis,
             kafka_probe=kafka_probe,

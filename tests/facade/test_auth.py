@@ -6,9 +6,8 @@ import hashlib
 
 import pytest
 
-from barcodeflow.settings import Settings
+from barcodeflow.settings import ConfigError, Settings
 from facade.auth import ANONYMOUS, Authenticator, load_api_keys
-from facade.config import ConfigError, FacadeConfig
 from tests.facade.conftest import Harness, MakeHarness, batch
 
 V1_ROUTES = [
@@ -63,15 +62,13 @@ def test_every_configured_key_works(harness: Harness) -> None:
 def test_no_keys_refuses_to_start() -> None:
     from facade.app import create_app
 
-    cfg = FacadeConfig.from_settings(Settings(api_keys=()), environ={})
     with pytest.raises(ConfigError, match="insecure-no-auth"):
-        create_app(config=cfg)
+        create_app(Settings.from_env({}))
 
 
 def test_no_keys_env_flag_allows_an_open_facade(make_harness: MakeHarness) -> None:
-    cfg = FacadeConfig.from_settings(Settings(api_keys=()), environ={"FACADE_ALLOW_NO_AUTH": "1"})
-    assert cfg.allow_no_auth
-    hx = make_harness(keys=(), config={"allow_no_auth": True})
+    assert Settings.from_env({"FACADE_ALLOW_NO_AUTH": "1"}).facade_allow_no_auth
+    hx = make_harness(keys=(), settings={"facade_allow_no_auth": True})
     r = hx.client.post("/v1/batches", json=batch(1))
     assert r.status_code == 200
     bid = r.json()["batch_id"]

@@ -302,7 +302,7 @@ def test_kafka_publish_failure_is_503_fast(make_harness: MakeHarness) -> None:
 
 
 def test_kafka_publish_hang_is_bounded(make_harness: MakeHarness) -> None:
-    hx = make_harness(mode="hang", config={"publish_timeout_s": 0.5})
+    hx = make_harness(mode="hang", settings={"facade_publish_timeout_s": 0.5})
     t0 = time.monotonic()
     r = hx.client.post("/v1/batches", json=batch(1), headers=hx.h())
     elapsed = time.monotonic() - t0
@@ -332,7 +332,7 @@ def test_kafka_not_started_is_503(make_harness: MakeHarness) -> None:
 
     lis = FakeListener()
     lis.fail_start = True
-    hx = make_harness(listener=lis, config={"kafka_startup_wait_s": 0.2, "kafka_retry_interval_s": 0.1})
+    hx = make_harness(listener=lis, settings={"facade_kafka_startup_wait_s": 0.2, "facade_kafka_retry_interval_s": 0.1})
     t0 = time.monotonic()
     r = hx.client.post("/v1/batches", json=batch(1), headers=hx.h())
     assert r.status_code == 503

@@ -45,7 +45,7 @@ def test_readyz_kafka_probe_is_bounded(make_harness: MakeHarness) -> None:
     async def hangs() -> None:
         await asyncio.sleep(60)
 
-    hx = make_harness(kafka_probe=hangs, config={"readiness_timeout_s": 0.3})
+    hx = make_harness(kafka_probe=hangs, settings={"facade_readiness_timeout_s": 0.3})
     t0 = time.monotonic()
     assert hx.client.get("/readyz").status_code == 503
     assert time.monotonic() - t0 < 2
@@ -155,7 +155,7 @@ class HangingPublisher(FakePublisher):
 
 def test_shutdown_is_bounded_when_a_client_hangs(make_harness: MakeHarness, caplog: pytest.LogCaptureFixture) -> None:
     lis = FakeListener()
-    hx = make_harness(listener=lis, publisher=HangingPublisher(lis), config={"shutdown_step_s": 0.3})
+    hx = make_harness(listener=lis, publisher=HangingPublisher(lis), settings={"facade_shutdown_step_s": 0.3})
     assert hx.client.get("/healthz").status_code == 200
     t0 = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="facade.app"):

@@ -178,7 +178,7 @@ def test_unknown_image_route_is_404_json(harness: Harness) -> None:
 
 
 def test_process_pool_executor(make_harness: MakeHarness) -> None:
-    hx = make_harness(config={"render_executor": "process", "render_workers": 1})
+    hx = make_harness(settings={"facade_render_executor": "process", "facade_render_workers": 1})
     r = hx.client.get("/v1/barcodes/qr.png?data=from-a-process", headers=hx.h())
     assert r.status_code == 200, r.text
     assert _png_text(r.content) == ["from-a-process"]

@@ -107,14 +107,14 @@ def test_parse_trusted() -> None:
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("10.0.0.0/8"),
     )
-    from facade.config import ConfigError
+    from barcodeflow.settings import ConfigError
 
     with pytest.raises(ConfigError):
         parse_trusted(["not-an-ip"])
 
 
 def test_bad_rate_limit_string_refuses_to_start(make_harness: MakeHarness) -> None:
-    from facade.config import ConfigError
+    from barcodeflow.settings import ConfigError
 
     with pytest.raises(ConfigError, match="RATE_LIMIT"):
         make_harness(settings={"rate_limit": "lots"})

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, settings
 
 from barcodeflow.settings import Settings
 from facade.app import create_app
-from facade.config import FacadeConfig
 from tests.facade.conftest import DEAD_REDIS, redis_available, redis_url
 from tests.facade.fakes import FakeListener, FakePublisher
 
@@ -24,9 +23,12 @@ API_KEY = "schemathesis-" + secrets.token_hex(8)
 
 def _app():
     use_redis = redis_available()
-    s = Settings(redis_url=redis_url() if use_redis else DEAD_REDIS, api_keys=(API_KEY,), rate_limit="100000/minute")
-    cfg = FacadeConfig.from_settings(
-        s, environ={}, render_executor="thread", ratelimit_prefix=f"bf:rl:st:{secrets.token_hex(6)}"
+    s = Settings(
+        redis_url=redis_url() if use_redis else DEAD_REDIS,
+        api_keys=(API_KEY,),
+        rate_limit="100000/minute",
+        facade_render_executor="thread",
+        facade_ratelimit_prefix=f"bf:rl:st:{secrets.token_hex(6)}",
     )
     lis = FakeListener()
     storage = None
@@ -38,7 +40,7 @@ def _app():
     async def ok() -> None:
         return None
 
-    return create_app(config=cfg, publisher=FakePublisher(lis), listener=lis, kafka_probe=ok, ratelimit_storage=storage)
+    return create_app(s, publisher=FakePublisher(lis), listener=lis, kafka_probe=ok, ratelimit_storage=storage)
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())

@@ -35,7 +35,7 @@ from tests.faults.support import FacadeProc, PrivateKafka, keep_logs, qr_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PUBLISH_TIMEOUT_S = 5.0  # facade default (FacadeConfig.publish_timeout_s)
+PUBLISH_TIMEOUT_S = 5.0  # facade default (Settings.facade_publish_timeout_s)
 SLACK_S = 2.5
 ITEMS = 5
 
