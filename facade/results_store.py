@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -37,13 +36,6 @@ _STORE_IF_OWNED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
   return 1
-end
-return 0
-"""
-
-_RELEASE_IF_OWNER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -113,7 +105,6 @@ class ResultsStore:
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self._writer: asyncio.Task[None] | None = None
         self._store_script = redis.register_script(_STORE_IF_OWNED) if redis is not None else None
-        self._release_script = redis.register_script(_RELEASE_IF_OWNER) if redis is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,15 +134,6 @@ class ResultsStore:
             except RedisUnavailable:
                 log.debug("claim of %s recorded locally only (redis unavailable)", batch_id)
         self._owners.put(batch_id, owner)
-
-    async def release(self, batch_id: str, owner: str) -> None:
-        """Undo ``claim`` (the batch was never published)."""
-        if self._owners.get(batch_id) == owner:
-            self._owners.pop(batch_id)
-        if self._release_script is not None:
-            script = self._release_script
-            with contextlib.suppress(RedisUnavailable):
-                await self.guard.run(lambda: script(keys=[OWNER_KEY.format(batch_id)], args=[owner]))
 
     @staticmethod
     def _conflict(batch_id: str) -> ApiError:
