@@ -24,7 +24,7 @@ from render.pool import _warm, render_specs
 
 def _render_count(specs: list[dict[str, Any]]) -> tuple[int, int]:
     out = render_specs(specs)
-    ok = sum(1 for o in out if o[0])
+    ok = sum(1 for o in out if o.success)
     return ok, len(out) - ok
 
 
