@@ -22,6 +22,9 @@ class Rendered:
     content_type: str  # image/svg+xml | image/png
     metadata: dict[str, Any]  # JSON-safe
 
+    def __reduce__(self) -> tuple[Any, ...]:  # plain tuple pickling: outcomes cross the process pool
+        return (Rendered, (self.image, self.content_type, self.metadata))
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -30,6 +33,9 @@ class Outcome:
     metadata: dict[str, Any] | None
     error: ItemError | None
     elapsed_ms: float
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Outcome, (self.success, self.rendered, self.metadata, self.error, self.elapsed_ms))
 
 
 def _encode(spec: RenderSpec, *, for_describe: bool = False) -> Symbol:
