@@ -215,11 +215,10 @@ async def get_barcode(
         headers["X-Cache"] = "hit"
     else:
         outcome = await service.render(spec)
-        if not outcome.success or outcome.rendered is None:
+        if not outcome.success or outcome.image is None or outcome.content_type is None:
             raise _item_error(outcome.error or {}, metrics)
         metrics.renders.observe(outcome.elapsed_ms / 1000)
-        r = outcome.rendered
-        cached = CachedImage(image=r.image, content_type=r.content_type, metadata=outcome.metadata or {})
+        cached = CachedImage(image=outcome.image, content_type=outcome.content_type, metadata=outcome.metadata or {})
         service.store(key, cached)
         headers["X-Cache"] = "miss"
     content_type, image = cached.content_type, cached.image

@@ -154,9 +154,9 @@ async def render_task(task: Mapping[str, Any], *, cache: ImageCache, pool: Rende
     if not validate_only:
         await cache.put_many(
             {
-                k: CachedImage(image=o.rendered.image, content_type=o.rendered.content_type, metadata=o.metadata or {})
+                k: CachedImage(image=o.image, content_type=o.content_type or "", metadata=o.metadata or {})
                 for k, o in rendered.items()
-                if o.success and o.rendered is not None
+                if o.success and o.image is not None
             }
         )
     results = []
@@ -170,8 +170,8 @@ async def render_task(task: Mapping[str, Any], *, cache: ImageCache, pool: Rende
             item_result(
                 it["index"],
                 it["id"],
-                image=o.rendered.image if o.rendered is not None else None,
-                content_type=o.rendered.content_type if o.rendered is not None else None,
+                image=o.image,
+                content_type=o.content_type,
                 metadata=o.metadata,
                 error=o.error.to_dict() if o.error is not None else None,
                 # a duplicate of an item rendered earlier in this batch is served from that render

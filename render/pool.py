@@ -34,15 +34,15 @@ def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -
         try:
             spec = RenderSpec(**raw)
             if validate_only:
-                out.append(Outcome(True, None, describe(spec), None, (time.perf_counter() - t0) * 1000))
+                out.append(Outcome(True, None, None, describe(spec), None, (time.perf_counter() - t0) * 1000))
             else:
                 r = render(spec)
-                out.append(Outcome(True, r, r.metadata, None, (time.perf_counter() - t0) * 1000))
+                out.append(Outcome(True, r.image, r.content_type, r.metadata, None, (time.perf_counter() - t0) * 1000))
         except ItemError as exc:
-            out.append(Outcome(False, None, None, exc, (time.perf_counter() - t0) * 1000))
+            out.append(Outcome(False, None, None, None, exc, (time.perf_counter() - t0) * 1000))
         except Exception as exc:  # noqa: BLE001 - an encoder bug fails this item only, with its class name
             err = RenderFailed(f"rendering failed: {type(exc).__name__}: {exc}")
-            out.append(Outcome(False, None, None, err, (time.perf_counter() - t0) * 1000))
+            out.append(Outcome(False, None, None, None, err, (time.perf_counter() - t0) * 1000))
     return out
 
 

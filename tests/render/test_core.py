@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from render import Outcome, Rendered, render_item
+from render import Outcome, render_item
 from render.registry import REGISTRY, Symbology
 from schemas.errors import ErrorCode, RenderFailed
 from tests.render.helpers import SAMPLE
@@ -42,7 +42,7 @@ FIELDS = {
 def test_each_error_code(code: str) -> None:
     item, kwargs = ERROR_CASES[code]
     outcome = render_item(item, **kwargs)
-    assert not outcome.success and outcome.rendered is None and outcome.metadata is None
+    assert not outcome.success and outcome.image is None and outcome.metadata is None
     assert outcome.error is not None and outcome.error.code == ErrorCode(code)
     field, value = FIELDS[code]
     assert outcome.error.field == field
@@ -77,12 +77,12 @@ def test_any_other_exception_is_render_failed_never_a_crash(monkeypatch: pytest.
 
 def test_success_and_validate_only() -> None:
     ok = render_item({"barcode_type": "ean13", "data": "590123412345", "format": "png"})
-    assert ok.success and ok.error is None and isinstance(ok.rendered, Rendered)
-    assert ok.rendered.content_type == "image/png" and ok.metadata is ok.rendered.metadata
+    assert ok.success and ok.error is None and isinstance(ok.image, bytes)
+    assert ok.content_type == "image/png" and ok.image.startswith(b"\x89PNG")
     assert ok.metadata["data"] == "5901234123457" and ok.metadata["check_digit"] == "7"
     orjson.dumps(ok.metadata)  # JSON-safe
     only = render_item({"barcode_type": "qr", "data": "hello"}, validate_only=True)
-    assert only.success and only.rendered is None and only.metadata is not None
+    assert only.success and only.image is None and only.metadata is not None
     assert only.metadata["version"] == 1 and only.metadata["capacity"]["free_chars"] == 9
     bad = render_item({"barcode_type": "ean13", "data": "5901234123458"}, validate_only=True)
     assert bad.error is not None and bad.error.code == ErrorCode.INVALID_CHECK_DIGIT
@@ -105,7 +105,7 @@ def test_outcomes_pickle_with_their_error_field() -> None:
         render_item({"barcode_type": "qr", "data": ""}),
     ):
         copy: Outcome = pickle.loads(pickle.dumps(outcome))  # noqa: S301 - our own bytes
-        assert copy.success == outcome.success and copy.rendered == outcome.rendered
+        assert copy.success == outcome.success and copy.image == outcome.image
         if outcome.error is not None:
             assert copy.error is not None
             assert (
