@@ -95,7 +95,7 @@ class Intake:
         producer: AIOKafkaProducer,
         cache: TwoLevelCache,
         render: RenderTasks,
-        max_in_flight: int = 64,
+        max_in_flight: int = 16,  # requests: enough to keep the pool busy, and bounds the memory they hold
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
