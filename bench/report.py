@@ -150,7 +150,8 @@ def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
         MD_START,
-        f"Run {doc['started_at']} ({doc['duration_s']:.0f} s), `{doc['command']}`",
+        f"Run {doc['started_at']} ({doc['duration_s']:.0f} s) on commit `{doc.get('commit', 'unknown')}`, "
+        f"`{doc['command']}`",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM, {m['platform']}, Python {m['python']}, "
         f"Kafka {m['kafka_version']} (single-node KRaft from `barcodeflow.stack`), Redis at {m['redis']}. "
