@@ -1,4 +1,6 @@
-"""Linear (1D) symbologies, encoded with python-barcode's encoder classes (never its writers).
+"""Linear (1D) symbologies, encoded with python-barcode's encoder classes (never its writers), except the
+EAN/UPC family (EAN-13, EAN-8, UPC-A, UPC-E, add-ons), whose bars are built here from the same code tables
+(a few string joins instead of a python-barcode object per item; ``tests/render/encoders`` compares them).
 
 Each symbology has a ``normalize_*`` function (validate raw ``data`` → canonical string, idempotent:
 ``normalize(normalize(x)) == normalize(x)``) and an ``encode_*`` function (canonical string → Symbol).
@@ -23,11 +25,9 @@ from dataclasses import replace
 
 from barcode.codabar import CODABAR
 from barcode.codex import PZN7, Code39, Code128, Gs1_128
-from barcode.ean import EAN8, EAN13, EAN14, JAN
+from barcode.ean import EAN14
 from barcode.errors import BarcodeError
-from barcode.isxn import ISBN13
 from barcode.itf import ITF
-from barcode.upc import UPCA
 
 from schemas.errors import DataTooLong, InvalidCheckDigit, InvalidData
 from stream_app.render import gs1
@@ -108,7 +108,10 @@ def _build(barcode: object) -> str:
 
 
 _L = ("0001101", "0011001", "0010011", "0111101", "0100011", "0110001", "0101111", "0111011", "0110111", "0001011")
-_G = tuple(code.translate(str.maketrans("01", "10"))[::-1] for code in _L)  # even parity: reversed R
+_R = tuple(code.translate(str.maketrans("01", "10")) for code in _L)  # right half: L inverted
+_G = tuple(code[::-1] for code in _R)  # even parity: reversed R
+_EAN13_PARITY = ("LLLLLL", "LLGLGG", "LLGGLG", "LLGGGL", "LGLLGG", "LGGLLG", "LGGGLL", "LGLGLG", "LGLGGL", "LGGLGL")
+_SIDES = {"L": _L, "G": _G}
 _ADDON2_PARITY = ("LL", "LG", "GL", "GG")
 _ADDON5_PARITY = ("GGLLL", "GLGLL", "GLLGL", "GLLLG", "LGGLL", "LLGGL", "LLLGG", "LGLGL", "LGLLG", "LLGLG")
 _UPCE_PARITY = ("GGGLLL", "GGLGLL", "GGLLGL", "GGLLLG", "GLGGLL", "GLLGGL", "GLLLGG", "GLGLGL", "GLGLLG", "GLLGLG")
@@ -193,6 +196,18 @@ def _retail(
     )
 
 
+def ean13_pattern(full: str) -> str:
+    """EAN-13 bars of 13 digits (check digit included): guard, left half in the parity the first digit
+    selects, centre guard, right half, guard (the UPC-A pattern is that of ``"0" + upca``)."""
+    left = "".join([_SIDES[p][int(d)] for p, d in zip(_EAN13_PARITY[int(full[0])], full[1:7], strict=True)])
+    return "101" + left + "01010" + "".join([_R[int(d)] for d in full[7:13]]) + "101"
+
+
+def ean8_pattern(full: str) -> str:
+    """EAN-8 bars of 8 digits (check digit included)."""
+    return "101" + "".join([_L[int(d)] for d in full[:4]]) + "01010" + "".join([_R[int(d)] for d in full[4:8]]) + "101"
+
+
 def _ean13_symbol(pattern: str, data: str, full: str, addon: str, content: str | None = None) -> Symbol:
     shown = content or full
     return _retail(
@@ -213,12 +228,12 @@ def _ean13_symbol(pattern: str, data: str, full: str, addon: str, content: str |
 def normalize_ean13(data: str) -> str:
     main, addon = _split_addon(data, "EAN-13")
     value = _digits(main, "EAN-13", (12, 13))
-    return _join(_with_check(data, "EAN-13", value, 12, EAN13(value[:12]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "EAN-13", value, 12, gs1.check_digit(value[:12])), addon)
 
 
 def encode_ean13(data: str) -> Symbol:
     main, _, addon = data.partition("+")
-    return _ean13_symbol(_build(EAN13(main[:12])), data, main, addon)
+    return _ean13_symbol(ean13_pattern(main), data, main, addon)
 
 
 def normalize_jan(data: str) -> str:
@@ -226,24 +241,24 @@ def normalize_jan(data: str) -> str:
     value = _digits(main, "JAN", (12, 13))
     if not (450 <= int(value[:3]) <= 459 or 490 <= int(value[:3]) <= 499):
         raise _invalid(data, "JAN", "must start with 450-459 or 490-499")
-    return _join(_with_check(data, "JAN", value, 12, JAN(value[:12]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "JAN", value, 12, gs1.check_digit(value[:12])), addon)
 
 
 def encode_jan(data: str) -> Symbol:
     main, _, addon = data.partition("+")
-    return _ean13_symbol(_build(JAN(main[:12])), data, main, addon)
+    return _ean13_symbol(ean13_pattern(main), data, main, addon)
 
 
 def normalize_ean8(data: str) -> str:
     main, addon = _split_addon(data, "EAN-8")
     value = _digits(main, "EAN-8", (7, 8))
-    return _join(_with_check(data, "EAN-8", value, 7, EAN8(value[:7]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "EAN-8", value, 7, gs1.check_digit(value[:7])), addon)
 
 
 def encode_ean8(data: str) -> Symbol:
     main, _, addon = data.partition("+")
     return _retail(
-        _build(EAN8(main[:7])),
+        ean8_pattern(main),
         data=data,
         main=main,
         addon=addon,
@@ -259,13 +274,13 @@ def encode_ean8(data: str) -> Symbol:
 def normalize_upca(data: str) -> str:
     main, addon = _split_addon(data, "UPC-A")
     value = _digits(main, "UPC-A", (11, 12))
-    return _join(_with_check(data, "UPC-A", value, 11, UPCA(value[:11]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "UPC-A", value, 11, gs1.check_digit(value[:11])), addon)
 
 
 def encode_upca(data: str) -> Symbol:
     main, _, addon = data.partition("+")
     return _retail(
-        _build(UPCA(main[:11])),
+        ean13_pattern("0" + main),
         data=data,
         main=main,
         addon=addon,
@@ -362,11 +377,11 @@ def normalize_isbn13(data: str) -> str:
     value = _digits(data, "ISBN-13", (12, 13), drop="- ")
     if not (value.startswith("978") or value.startswith(("9791", "9798"))):
         raise _invalid(data, "ISBN-13", "must start with 978, 9791 or 9798")
-    return _with_check(data, "ISBN-13", value, 12, ISBN13(value[:12]).get_fullcode()[-1])
+    return _with_check(data, "ISBN-13", value, 12, gs1.check_digit(value[:12]))
 
 
 def encode_isbn13(data: str) -> Symbol:
-    return _ean13_symbol(_build(ISBN13(data[:12])), data, data, "")
+    return _ean13_symbol(ean13_pattern(data), data, data, "")
 
 
 def _isbn10_check(body: str) -> str:
@@ -385,8 +400,9 @@ def normalize_isbn10(data: str) -> str:
 
 
 def encode_isbn10(data: str) -> Symbol:
-    ean = EAN13("978" + data[:9])  # rendered as its EAN-13 (Bookland) form
-    symbol = _ean13_symbol(_build(ean), data, data, "", content=ean.get_fullcode())
+    ean = "978" + data[:9]  # rendered as its EAN-13 (Bookland) form
+    ean += gs1.check_digit(ean)
+    symbol = _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)
     return replace(symbol, check_digit=data[-1])
 
 
@@ -406,8 +422,9 @@ def normalize_issn(data: str) -> str:
 
 
 def encode_issn(data: str) -> Symbol:
-    ean = EAN13("977" + data[:7] + "00")  # EAN-13 form of an ISSN, issue/price code 00
-    symbol = _ean13_symbol(_build(ean), data, data, "", content=ean.get_fullcode())
+    ean = "977" + data[:7] + "00"  # EAN-13 form of an ISSN, issue/price code 00
+    ean += gs1.check_digit(ean)
+    symbol = _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)
     return replace(symbol, check_digit=data[-1])
 
 
