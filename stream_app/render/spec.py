@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any
 
 import orjson
@@ -239,8 +240,20 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
     data = symbology.normalize(normalize_data(symbology, item.get("data")), **kwargs)
 
     options = item.get("options")
-    if options is None:
-        options = {}
+    if not options and (options is None or isinstance(options, Mapping)):  # the common case: all defaults
+        return RenderSpec(data=data, **_default_fields(symbology.name, fmt, bool(verify)))
+    return _with_options(symbology, fmt, data, options, verify)
+
+
+@cache
+def _default_fields(barcode_type: str, fmt: str, verify: bool) -> dict[str, Any]:
+    """Every field but ``data`` of a spec without options (the option rules below, resolved once)."""
+    fields = _with_options(REGISTRY[barcode_type], fmt, "", {}, verify).to_dict()
+    del fields["data"]
+    return fields
+
+
+def _with_options(symbology: Symbology, fmt: str, data: str, options: Any, verify: bool) -> RenderSpec:
     if not isinstance(options, Mapping):
         raise InvalidOption(f"options: {show(options)} is not an object", field="options")
     for key in options:
