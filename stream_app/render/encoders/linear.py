@@ -28,6 +28,7 @@ from barcode.codex import PZN7, Code39, Code128, Gs1_128
 from barcode.ean import EAN14
 from barcode.errors import BarcodeError
 from barcode.itf import ITF
+from barcode.writer import SVGWriter
 
 from schemas.errors import DataTooLong, InvalidCheckDigit, InvalidData
 from stream_app.render import gs1
@@ -42,6 +43,9 @@ MIN_CODABAR_BODY = 2  # likewise for Codabar (zxing-cpp wants at least 4 charact
 
 GS = gs1.GS  # FNC1 separator as it appears in decoded GS1 data
 _FNC1 = Gs1_128.FNC1_CHAR  # python-barcode's in-band FNC1 marker
+# one writer for every python-barcode object: its classes build a default writer per object otherwise (build()
+# never uses it; we only take the bar pattern)
+_WRITER = SVGWriter()
 
 _CODE39_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-. $/+%")
 _CODABAR_BODY = frozenset("0123456789-$:/.+")
@@ -430,11 +434,11 @@ def encode_issn(data: str) -> Symbol:
 
 def normalize_ean14(data: str) -> str:
     value = _digits(data, "EAN-14", (13, 14))
-    return _with_check(data, "EAN-14", value, 13, EAN14(value[:13]).get_fullcode()[-1])
+    return _with_check(data, "EAN-14", value, 13, EAN14(value[:13], writer=_WRITER).get_fullcode()[-1])
 
 
 def encode_ean14(data: str) -> Symbol:
-    pattern = _build(Gs1_128("01" + data))
+    pattern = _build(Gs1_128("01" + data, writer=_WRITER))
     return _symbol(pattern, data=data, content="01" + data, text=f"(01){data}", check_digit=data[-1])
 
 
@@ -479,9 +483,16 @@ def _gs1_text(canonical: str) -> str:
 
 def encode_gs1_128(data: str, requisites: bool = True) -> Symbol:
     raw = _gs1_raw(data)
-    pattern = _build(Gs1_128(raw.replace(GS, _FNC1)))
-    symbol = _symbol(pattern, data=data, content=raw, text=_gs1_text(data))
-    return replace(symbol, symbology_id="]C1", extra={"gs1_ai_table": gs1.AI_TABLE_VERSION})
+    pattern = _build(Gs1_128(raw.replace(GS, _FNC1), writer=_WRITER))
+    return Symbol(
+        modules=pattern_to_modules(pattern),
+        linear=True,
+        data=data,
+        content=raw,
+        text=_gs1_text(data),
+        extra={"gs1_ai_table": gs1.AI_TABLE_VERSION},
+        symbology_id="]C1",
+    )
 
 
 # --------------------------------------------------------------------------- general purpose 1D
@@ -504,7 +515,7 @@ def normalize_code128(data: str) -> str:
 
 
 def encode_code128(data: str) -> Symbol:
-    return _symbol(_build(Code128(data)), data=data, content=data, text=data)
+    return _symbol(_build(Code128(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def normalize_code39(data: str) -> str:
@@ -518,7 +529,7 @@ def normalize_code39(data: str) -> str:
 
 
 def encode_code39(data: str) -> Symbol:
-    return _symbol(_build(Code39(data, add_checksum=False)), data=data, content=data, text=data)
+    return _symbol(_build(Code39(data, writer=_WRITER, add_checksum=False)), data=data, content=data, text=data)
 
 
 def normalize_itf(data: str) -> str:
@@ -535,7 +546,7 @@ def normalize_itf(data: str) -> str:
 
 
 def encode_itf(data: str) -> Symbol:
-    return _symbol(_build(ITF(data)), data=data, content=data, text=data)
+    return _symbol(_build(ITF(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def normalize_itf14(data: str) -> str:
@@ -545,7 +556,7 @@ def normalize_itf14(data: str) -> str:
 
 
 def encode_itf14(data: str) -> Symbol:
-    pattern = _build(ITF(data, narrow=1, wide=3))  # X = narrow bar, wide:narrow 3:1
+    pattern = _build(ITF(data, writer=_WRITER, narrow=1, wide=3))  # X = narrow bar, wide:narrow 3:1
     text = f"{data[0]} {data[1:3]} {data[3:8]} {data[8:13]} {data[13]}"
     symbol = _symbol(pattern, data=data, content=data, text=text, check_digit=data[-1])
     return replace(symbol, quiet_zone=QUIET_ITF14)
@@ -568,7 +579,7 @@ def normalize_codabar(data: str) -> str:
 
 
 def encode_codabar(data: str) -> Symbol:
-    return _symbol(_build(CODABAR(data)), data=data, content=data, text=data)
+    return _symbol(_build(CODABAR(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def _pzn8_check(body: str) -> str:
@@ -590,12 +601,12 @@ def normalize_pzn(data: str) -> str:
             raise _invalid(data, "PZN", "PZN8 numbers whose check sum is 10 are never issued")
         return _with_check(data, "PZN", value, 7, check)
     try:
-        check = PZN7(value[:6]).pzn[-1]
+        check = PZN7(value[:6], writer=_WRITER).pzn[-1]
     except BarcodeError:
         raise _invalid(data, "PZN", "PZN7 numbers whose check sum is 10 are never issued") from None
     return _with_check(data, "PZN", value, 6, check)
 
 
 def encode_pzn(data: str) -> Symbol:
-    pattern = _build(Code39("-" + data, add_checksum=False))
+    pattern = _build(Code39("-" + data, writer=_WRITER, add_checksum=False))
     return _symbol(pattern, data=data, content="-" + data, text=f"PZN-{data}", check_digit=data[-1])
