@@ -442,11 +442,25 @@ def _ascent(size: int) -> int:
 
 
 @lru_cache(maxsize=1024)
-def _strip(text: str, size: int) -> BoolMatrix:
-    """``text`` as one line of cells (read-only: shared by every image that prints it at this size)."""
+def _strip(text: str, size: int) -> tuple[BoolMatrix, int, int, int]:
+    """``text`` as one line of cells, cut to its inked part: (ink, rows above it, columns left of it, line
+    width). Read-only: shared by every image that prints this text at this size."""
     line = np.concatenate([_cell(ch, size) for ch in text], axis=1) if len(text) > 1 else _cell(text, size)
-    line.flags.writeable = False
-    return line
+    ys, xs = np.nonzero(line.any(axis=1))[0], np.nonzero(line.any(axis=0))[0]
+    if ys.size == 0:
+        ink = np.zeros((0, 0), dtype=np.bool_)
+        ink.flags.writeable = False
+        return ink, 0, 0, int(line.shape[1])
+    dy, dx = int(ys[0]), int(xs[0])
+    ink = np.ascontiguousarray(line[dy : int(ys[-1]) + 1, dx : int(xs[-1]) + 1])
+    ink.flags.writeable = False
+    return ink, dy, dx, int(line.shape[1])
+
+
+def _ink_top(text: str, baseline: float, size: int) -> int:
+    """First row ``draw_text`` darkens (or the baseline row when nothing is inked)."""
+    ink, dy, _, _ = _strip(text, size)
+    return round(baseline) - _ascent(size) + dy if ink.size else round(baseline)
 
 
 def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, size: int, top: int = 0) -> None:
@@ -454,12 +468,15 @@ def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, si
     part of the picture from row ``top`` down."""
     if size < 1 or not text:
         return
-    line = _strip(text, size)
+    line, dy, dx, full = _strip(text, size)
     h, w = line.shape
-    x0, y0 = round(centre_x - w / 2), round(baseline) - _ascent(size) - top
+    if not h:
+        return
+    x0, y0 = round(centre_x - full / 2) + dx, round(baseline) - _ascent(size) - top + dy
     rows, cols = image.shape
     if x0 >= 0 and y0 >= 0 and x0 + w <= cols and y0 + h <= rows:
-        image[y0 : y0 + h, x0 : x0 + w] |= line
+        view = image[y0 : y0 + h, x0 : x0 + w]
+        view |= line
         return
     ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(cols, x0 + w)
     if ye > ys and xe > xs:
@@ -520,21 +537,28 @@ def _linear_lines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> np.ndarra
     band = bottom  # first row that is not a plain bar row: the band, or a glyph reaching above it
     for text, _, y, size in g.texts:
         if int(size) >= 1 and text:
-            band = min(band, round(y) - _ascent(int(size)))
+            band = min(band, _ink_top(text, y, int(size)))
     band = max(0, band)
     image = np.zeros((height - band, width), dtype=np.bool_)
     image[: bottom - band] = row
     if retail is not None and g.font and guard > bottom:
-        for start, end in retail.guards:
-            x0, x1 = (layout.margin + start) * s, (layout.margin + end) * s
-            image[bottom - band : guard - band, x0:x1] = row[x0:x1]
+        image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
     for text, x, y, size in g.texts:
         draw_text(image, text, x * s, y, int(size), band)
-    lines = np.empty((height, (width + 7) // 8 + 1), np.uint8)
-    lines[:, 0] = 0
+    lines = np.zeros((height, (width + 7) // 8 + 1), np.uint8)
     lines[:band, 1:] = np.packbits(row)
     lines[band:, 1:] = np.packbits(image, axis=1)
     return lines
+
+
+@lru_cache(maxsize=256)
+def _guard_mask(width: int, margin: int, scale: int, guards: tuple[tuple[int, int], ...]) -> BoolMatrix:
+    """Pixel columns of the EAN/UPC guard bars (the ones extended into the text band)."""
+    mask = np.zeros(width, dtype=np.bool_)
+    for start, end in guards:
+        mask[(margin + start) * scale : (margin + end) * scale] = True
+    mask.flags.writeable = False
+    return mask
 
 
 def raster(symbol: Symbol, layout: Layout, spec: RenderSpec | None = None) -> BoolMatrix:
