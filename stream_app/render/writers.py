@@ -383,8 +383,15 @@ def png_bytes(
 ) -> bytes:
     """PNG, 1-bit palette (0 = background, 1 = foreground), from packed scanlines incl. filter bytes;
     with ``dpi``, a pHYs chunk (pixels per metre) so that print software knows the physical size."""
-    head = _png_head(width, int(rows.shape[0]), foreground, background, dpi)
-    return head + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _IEND
+    return png_from_scanlines(rows.tobytes(), width, int(rows.shape[0]), foreground, background, dpi, level)
+
+
+def png_from_scanlines(
+    raw: bytes, width: int, height: int, foreground: str, background: str, dpi: int | None, level: int
+) -> bytes:
+    """``png_bytes`` of scanlines already serialised (``height`` rows of filter byte + packed pixels)."""
+    head = _png_head(width, height, foreground, background, dpi)
+    return head + _chunk(b"IDAT", zlib.compress(raw, level)) + _IEND
 
 
 @lru_cache(maxsize=256)
@@ -517,7 +524,7 @@ def linear_raster(symbol: Symbol, spec: RenderSpec, layout: Layout) -> BoolMatri
     return image
 
 
-def _linear_lines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> np.ndarray:
+def _linear_scanlines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
     """PNG scanlines (filter byte + packed pixels) of ``linear_raster``'s image, packing only the rows below
     the bars (text band, guard extensions): the rows above are the packed bar row, repeated. Symbols with
     bearers or an add-on (their rows differ above the band) are packed whole."""
@@ -530,10 +537,7 @@ def _linear_lines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> np.ndarra
     retail = symbol.retail
     top, bottom, guard = round(g.bars[0]), round(g.bars[1]), round(g.guard_bottom)
     if g.bearer or (retail is not None and retail.addon is not None) or top != 0 or not 0 <= bottom <= height:
-        packed = np.packbits(linear_raster(symbol, spec, layout), axis=1)
-        lines = np.zeros((packed.shape[0], packed.shape[1] + 1), np.uint8)
-        lines[:, 1:] = packed
-        return lines
+        return _scanlines(np.packbits(linear_raster(symbol, spec, layout), axis=1))
     band = bottom  # first row that is not a plain bar row: the band, or a glyph reaching above it
     for text, _, y, size in g.texts:
         if int(size) >= 1 and text:
@@ -545,10 +549,13 @@ def _linear_lines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> np.ndarra
         image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
     for text, x, y, size in g.texts:
         draw_text(image, text, x * s, y, int(size), band)
-    lines = np.zeros((height, (width + 7) // 8 + 1), np.uint8)
-    lines[:band, 1:] = np.packbits(row)
-    lines[band:, 1:] = np.packbits(image, axis=1)
-    return lines
+    return (b"\x00" + np.packbits(row).tobytes()) * band + _scanlines(np.packbits(image, axis=1))
+
+
+def _scanlines(packed: np.ndarray) -> bytes:
+    lines = np.zeros((packed.shape[0], packed.shape[1] + 1), np.uint8)
+    lines[:, 1:] = packed
+    return lines.tobytes()
 
 
 @lru_cache(maxsize=256)
@@ -578,8 +585,10 @@ def write_png(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
     if symbol.linear and (
         (spec.show_text and symbol.text) or symbol.retail is not None or layout.bearer or layout.right != layout.margin
     ):
-        lines = _linear_lines(symbol, spec, layout)
-        return png_bytes(lines, layout.png_width, spec.foreground, spec.background, dpi, TEXT_PNG_ZLIB_LEVEL)
+        raw = _linear_scanlines(symbol, spec, layout)
+        return png_from_scanlines(
+            raw, layout.png_width, layout.png_height, spec.foreground, spec.background, dpi, TEXT_PNG_ZLIB_LEVEL
+        )
     full = with_margin(symbol.modules, layout.margin, linear=symbol.linear)
     s = layout.png_scale
     if symbol.linear:
