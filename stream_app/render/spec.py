@@ -188,6 +188,9 @@ def _ec_option(value: Any, symbology: Symbology) -> str | None:
 
 
 def _symbology(value: Any) -> Symbology:
+    exact = REGISTRY.get(value) if isinstance(value, str) else None  # already canonical (the usual case)
+    if exact is not None:
+        return exact
     name = value.strip().lower().replace("-", "_") if isinstance(value, str) else None
     symbology = REGISTRY.get(name) if name is not None else None
     if symbology is None:
@@ -201,6 +204,8 @@ def _symbology(value: Any) -> Symbology:
 def _format(value: Any) -> str:
     if value is None:
         return "svg"
+    if isinstance(value, str) and value in FORMATS:
+        return value
     fmt = value.lower() if isinstance(value, str) else None
     if fmt not in FORMATS:
         raise InvalidOption(f"format: {show(value)} is not supported (expected 'svg' or 'png')", field="format")
@@ -216,7 +221,8 @@ def normalize_data(symbology: Symbology, value: Any) -> str:
             field="data",
         )
     try:
-        value.encode("utf-8")
+        if not value.isascii():  # ASCII has no surrogates
+            value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidData(
             f"data: {show(value)} contains unpaired surrogates (not valid Unicode text)", field="data"

@@ -544,7 +544,8 @@ def _linear_scanlines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes
             band = min(band, _ink_top(text, y, int(size)))
     band = max(0, band)
     image = np.zeros((height - band, width), dtype=np.bool_)
-    image[: bottom - band] = row
+    if bottom > band:
+        image[: bottom - band] = row
     if retail is not None and g.font and guard > bottom:
         image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
     for text, x, y, size in g.texts:
