@@ -406,8 +406,7 @@ def normalize_isbn10(data: str) -> str:
 def encode_isbn10(data: str) -> Symbol:
     ean = "978" + data[:9]  # rendered as its EAN-13 (Bookland) form
     ean += gs1.check_digit(ean)
-    symbol = _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)
-    return replace(symbol, check_digit=data[-1])
+    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)  # check digit: data's own
 
 
 def _issn_check(body: str) -> str:
@@ -428,8 +427,7 @@ def normalize_issn(data: str) -> str:
 def encode_issn(data: str) -> Symbol:
     ean = "977" + data[:7] + "00"  # EAN-13 form of an ISSN, issue/price code 00
     ean += gs1.check_digit(ean)
-    symbol = _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)
-    return replace(symbol, check_digit=data[-1])
+    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)  # check digit: data's own
 
 
 def normalize_ean14(data: str) -> str:
