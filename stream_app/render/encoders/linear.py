@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from operator import mul
 
 from barcode.codabar import CODABAR
 from barcode.codex import PZN7, Code39, Code128, Gs1_128
@@ -389,7 +390,7 @@ def encode_isbn13(data: str) -> Symbol:
 
 
 def _isbn10_check(body: str) -> str:
-    rest = sum(i * int(d) for i, d in enumerate(body, start=1)) % 11
+    rest = sum(map(mul, range(1, 10), map(int, body))) % 11  # body: 9 digits
     return "X" if rest == 10 else str(rest)
 
 
@@ -410,7 +411,7 @@ def encode_isbn10(data: str) -> Symbol:
 
 
 def _issn_check(body: str) -> str:
-    rest = (11 - sum(w * int(d) for w, d in zip(range(8, 1, -1), body, strict=True)) % 11) % 11
+    rest = (11 - sum(map(mul, range(8, 1, -1), map(int, body))) % 11) % 11  # body: 7 digits
     return "X" if rest == 10 else str(rest)
 
 
