@@ -11,9 +11,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from barcodeflow.kafka import producer_config
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable, ResultTimeout
-from barcodeflow.kafka import producer_config
 from producer.results import ResultListener
 from schemas.models import BatchRequest, new_batch_id
 from schemas.validate import parse_batch

@@ -26,10 +26,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from barcodeflow.kafka import consumer_config
 from barcodeflow.settings import Settings
 from producer.client import BatchProducer
 from producer.errors import KafkaUnavailable
-from barcodeflow.kafka import consumer_config
 from schemas.errors import BarcodeflowError
 
 # skip reasons (keys of ReplayReport.skipped)

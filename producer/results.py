@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from barcodeflow.aio import cancel_and_wait
+from barcodeflow.kafka import consumer_config
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable
-from barcodeflow.kafka import consumer_config
 from schemas.validate import peek_batch_id
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from barcodeflow.settings import Settings
 from barcodeflow.kafka import consumer_config
+from barcodeflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from barcodeflow.settings import Settings
 from barcodeflow.kafka import producer_config
+from barcodeflow.settings import Settings
 from tests.conftest import running_pipeline
 from tests.faults.checker import ExpectedBatch, ResultsChecker, TopicFollower, expect_batch, header
 from tests.faults.conftest import Figures, Scale
