@@ -464,12 +464,6 @@ def _strip(text: str, size: int) -> tuple[BoolMatrix, int, int, int]:
     return ink, dy, dx, int(line.shape[1])
 
 
-def _ink_top(text: str, baseline: float, size: int) -> int:
-    """First row ``draw_text`` darkens (or the baseline row when nothing is inked)."""
-    ink, dy, _, _ = _strip(text, size)
-    return round(baseline) - _ascent(size) + dy if ink.size else round(baseline)
-
-
 def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, size: int, top: int = 0) -> None:
     """Draw ``text`` (dark pixels) centred on ``centre_x`` with its baseline at ``baseline``; ``image`` is the
     part of the picture from row ``top`` down."""
@@ -539,17 +533,34 @@ def _linear_scanlines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes
     if g.bearer or (retail is not None and retail.addon is not None) or top != 0 or not 0 <= bottom <= height:
         return _scanlines(np.packbits(linear_raster(symbol, spec, layout), axis=1))
     band = bottom  # first row that is not a plain bar row: the band, or a glyph reaching above it
-    for text, _, y, size in g.texts:
-        if int(size) >= 1 and text:
-            band = min(band, _ink_top(text, y, int(size)))
+    glyphs: list[tuple[BoolMatrix, int, int]] = []  # (ink, top row, left column) as draw_text places them
+    for text, x, y, size in g.texts:
+        px = int(size)
+        if px >= 1 and text:
+            ink, dy, dx, line_w = _strip(text, px)
+            if ink.size:
+                top_row = round(y) - _ascent(px) + dy
+                glyphs.append((ink, top_row, round(x * s - line_w / 2) + dx))
+                band = min(band, top_row)
+            else:
+                band = min(band, round(y))
     band = max(0, band)
     image = np.zeros((height - band, width), dtype=np.bool_)
     if bottom > band:
         image[: bottom - band] = row
     if retail is not None and g.font and guard > bottom:
         image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
-    for text, x, y, size in g.texts:
-        draw_text(image, text, x * s, y, int(size), band)
+    rows = height - band
+    for ink, y0, x0 in glyphs:
+        h, w = ink.shape
+        y0 -= band
+        if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= rows:
+            view = image[y0 : y0 + h, x0 : x0 + w]
+            view |= ink
+            continue
+        ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(width, x0 + w)
+        if ye > ys and xe > xs:
+            image[ys:ye, xs:xe] |= ink[ys - y0 : ye - y0, xs - x0 : xe - x0]
     return (b"\x00" + np.packbits(row).tobytes()) * band + _scanlines(np.packbits(image, axis=1))
 
 
