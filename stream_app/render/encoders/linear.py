@@ -201,16 +201,22 @@ def _retail(
     )
 
 
+_L_DIGITS = str.maketrans({str(d): code for d, code in enumerate(_L)})  # digit -> its 7 modules
+_R_DIGITS = str.maketrans({str(d): code for d, code in enumerate(_R)})
+# per first digit: the code table (L or G) of each of the 6 left-half digits
+_EAN13_LEFT = tuple(tuple(_SIDES[p] for p in parity) for parity in _EAN13_PARITY)
+
+
 def ean13_pattern(full: str) -> str:
     """EAN-13 bars of 13 digits (check digit included): guard, left half in the parity the first digit
     selects, centre guard, right half, guard (the UPC-A pattern is that of ``"0" + upca``)."""
-    left = "".join([_SIDES[p][int(d)] for p, d in zip(_EAN13_PARITY[int(full[0])], full[1:7], strict=True)])
-    return "101" + left + "01010" + "".join([_R[int(d)] for d in full[7:13]]) + "101"
+    left = "".join(map(tuple.__getitem__, _EAN13_LEFT[int(full[0])], map(int, full[1:7])))
+    return "101" + left + "01010" + full[7:13].translate(_R_DIGITS) + "101"
 
 
 def ean8_pattern(full: str) -> str:
     """EAN-8 bars of 8 digits (check digit included)."""
-    return "101" + "".join([_L[int(d)] for d in full[:4]]) + "01010" + "".join([_R[int(d)] for d in full[4:8]]) + "101"
+    return "101" + full[:4].translate(_L_DIGITS) + "01010" + full[4:8].translate(_R_DIGITS) + "101"
 
 
 def _ean13_symbol(pattern: str, data: str, full: str, addon: str, content: str | None = None) -> Symbol:
