@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from barcodeflow.settings import Settings
@@ -23,7 +24,9 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "acks": "all",
         "compression_type": settings.compression if settings.compression != "none" else None,
         "max_request_size": settings.max_message_bytes,
-        "linger_ms": 2,
+        # no added wait: a record goes out at once when the connection is idle, and records produced while a
+        # request is in flight are batched into the next one anyway (every hop of a batch pays the linger)
+        "linger_ms": 0,
         "max_batch_size": 1024 * 1024,
         "request_timeout_ms": 10_000,
     }
@@ -75,3 +78,21 @@ async def send_until_acked(
             log.warning("%s to %s not acknowledged (%r); retrying in %.2f s", what, topic, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """A rebalance listener that hands both events to the loop owning the consumer (the intake, the sink)."""
+
+    def __init__(
+        self,
+        on_revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+        on_assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self._revoked = on_revoked
+        self._assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._assigned(assigned)

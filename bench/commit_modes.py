@@ -45,7 +45,14 @@ async def run_mode(settings: Settings, mode: str, n: int, per_iter: int, value: 
     await producer.start()
     await consumer.start()
     tp = TopicPartition(src, 0)
+    consumer.assign([tp])  # commits need an assignment; no group membership is needed to store offsets
     try:
+        # a topic just created can refuse writes for a moment (NotEnoughReplicas): warm up outside the clock
+        if mode == "manual":
+            await (await producer.send(dst, b"warm-up"))
+        else:
+            async with producer.transaction():
+                await producer.send(dst, b"warm-up")
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, n, per_iter):
             k = min(per_iter, n - i)

@@ -27,6 +27,8 @@ import json
 import os
 import random
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -282,6 +284,22 @@ async def run_facade(
 PIPELINE_ROLES = ("worker", "worker pool", "sink", "bench client")
 
 
+def git_commit() -> str:
+    """The commit the run measures (``+dirty`` when the work tree has uncommitted changes)."""
+    root = Path(__file__).resolve().parents[1]
+    git = shutil.which("git")
+    if git is None:
+        return "unknown"
+    try:
+        head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,  # noqa: S603
+                              check=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=root,  # noqa: S603
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def cpu_per_code(cpu: dict[str, Any], codes: int) -> dict[str, float]:
     """CPU milliseconds per code, by role: what a phase costs whatever else shares the machine."""
     if not codes:
@@ -380,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "smoke" if args.smoke else "full",
         "command": " ".join([".venv/bin/python -m bench", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
         "machine": describe(base),
         "workload": {
             "types": list(TYPES),

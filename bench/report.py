@@ -30,8 +30,11 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "status": "PASS" if ok else "MISS", "shown": shown})  # fmt: skip
 
     ratio = _get(doc, "e2e", "ratio_to_limit_mixed")
-    add("all-miss e2e / limit (mixed)", None if ratio is None else ratio * 100, ">=", 85.0, "%")
-    add("all-hit e2e throughput", _get(doc, "e2e", "all_hit", "codes_per_s"), ">=", 10_000.0, "codes/s")
+    add("all-miss e2e / limit (mixed)", None if ratio is None else ratio * 100, ">=", 60.0, "%",
+        "(long-term goal 85 %)")  # fmt: skip
+    add("all-miss pipeline CPU per code", _get(doc, "e2e", "all_miss", "cpu_ms_per_code", "pipeline+kafka+redis"),
+        "<=", 0.45, "ms")  # fmt: skip
+    add("all-hit e2e throughput (via the sink)", _get(doc, "e2e", "all_hit", "codes_per_s"), ">=", 15_000.0, "codes/s")
     add("facade 2-code cached p50, 1 client", _get(doc, "facade", "cached_2", "1", "p50_ms"), "<=", 5.0, "ms")
     add("facade 2-code cached p99, 1 client", _get(doc, "facade", "cached_2", "1", "p99_ms"), "<=", 20.0, "ms")
     limit_100 = _get(doc, "limit", "time_for_100_qr_ms")
@@ -39,9 +42,9 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         "facade 100-QR uncached p50, 1 client",
         _get(doc, "facade", "uncached_qr_100", "1", "p50_ms"),
         "<=",
-        None if limit_100 is None else 1.3 * limit_100,
+        None if limit_100 is None else 2.0 * limit_100,
         "ms",
-        "" if limit_100 is None else f"(1.3 x {limit_100:.0f} ms limit)",
+        "" if limit_100 is None else f"(2 x {limit_100:.0f} ms limit)",
     )
     add("worker RSS growth (main + pool)", _get(doc, "memory", "growth_mb", "total"), "<", 20.0, "MB",
         f"over {_get(doc, 'memory', 'codes') or 0:,} codes")  # fmt: skip
@@ -147,7 +150,8 @@ def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
         MD_START,
-        f"Run {doc['started_at']} ({doc['duration_s']:.0f} s), `{doc['command']}`",
+        f"Run {doc['started_at']} ({doc['duration_s']:.0f} s) on commit `{doc.get('commit', 'unknown')}`, "
+        f"`{doc['command']}`",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM, {m['platform']}, Python {m['python']}, "
         f"Kafka {m['kafka_version']} (single-node KRaft from `barcodeflow.stack`), Redis at {m['redis']}. "

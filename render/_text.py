@@ -22,4 +22,6 @@ def show(value: Any) -> str:
 
 def strip_controls(text: str) -> str:
     """Remove C0/C1 control characters (and DEL) from text meant for display."""
+    if text.isascii() and text.isprintable():  # the usual case: nothing to remove
+        return text
     return _CONTROL.sub("", text)

@@ -35,15 +35,18 @@ class Outcome(NamedTuple):
     elapsed_ms: float
 
 
-def _encode(spec: RenderSpec, *, for_describe: bool = False) -> Symbol:
+def _encode(spec: RenderSpec, *, for_describe: bool = False, normalized: bool = False) -> Symbol:
+    """``normalized``: ``spec`` comes straight from ``normalize_item`` (its data is already canonical)."""
     symbology = REGISTRY.get(spec.barcode_type)
     if symbology is None:
         raise UnsupportedType(f"barcode_type: {show(spec.barcode_type)} is not supported", field="barcode_type")
     encode = symbology.describe if for_describe and symbology.describe else symbology.encode
-    norm = {key: getattr(spec, name) for name, key in symbology.norm_options}
-    enc = {key: getattr(spec, name) for name, key in symbology.enc_options}
+    enc = {key: getattr(spec, name) for name, key in symbology.enc_options} if symbology.enc_options else {}
     try:
-        data = symbology.normalize(spec.data, **norm)  # idempotent; guards hand-built specs
+        if normalized:
+            data = spec.data
+        else:  # idempotent; guards hand-built specs
+            data = symbology.normalize(spec.data, **{key: getattr(spec, name) for name, key in symbology.norm_options})
         return encode(data, spec.error_correction, **enc)
     except ItemError:
         raise
@@ -87,11 +90,15 @@ def _metadata(symbol: Symbol, spec: RenderSpec, layout: Layout) -> dict[str, Any
 
 def render(spec: RenderSpec) -> Rendered:
     """Encode and write one normalised spec. Raises ItemError subclasses only."""
+    return _render(spec, normalized=False)
+
+
+def _render(spec: RenderSpec, *, normalized: bool) -> Rendered:
     writer = WRITERS.get(spec.format)
     if writer is None:
         raise InvalidOption(f"format: {show(spec.format)} is not supported", field="format")
     content_type, write = writer
-    symbol = _encode(spec)
+    symbol = _encode(spec, normalized=normalized)
     layout = compute_layout(symbol, spec)
     try:
         image = write(symbol, spec, layout)
@@ -112,7 +119,11 @@ def render(spec: RenderSpec) -> Rendered:
 def describe(spec: RenderSpec) -> dict[str, Any]:
     """What ``render`` would produce, without an image: normalised data, check digit, version, sizes and,
     for qr/micro_qr, ``capacity`` (see ``encoders.qr.capacity``)."""
-    symbol = _encode(spec, for_describe=True)
+    return _describe(spec, normalized=False)
+
+
+def _describe(spec: RenderSpec, *, normalized: bool) -> dict[str, Any]:
+    symbol = _encode(spec, for_describe=True, normalized=normalized)
     layout = compute_layout(symbol, spec)
     return _metadata(symbol, spec, layout)
 
@@ -123,9 +134,9 @@ def render_item(item: Mapping[str, Any], *, verify: bool = False, validate_only:
     try:
         spec = normalize_item(item, verify=verify)
         if validate_only:
-            meta = describe(spec)
+            meta = _describe(spec, normalized=True)
             return Outcome(True, None, None, meta, None, (time.perf_counter() - start) * 1000)
-        rendered = render(spec)
+        rendered = _render(spec, normalized=True)
         elapsed = (time.perf_counter() - start) * 1000
         return Outcome(True, rendered.image, rendered.content_type, rendered.metadata, None, elapsed)
     except ItemError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
@@ -173,6 +174,7 @@ def _fits(pattern: str, ai: str) -> bool:
     return len(pattern) == len(ai) and all(p in ("n", a) for p, a in zip(pattern, ai, strict=True))
 
 
+@lru_cache(maxsize=1024)
 def _rule(ai: str) -> PairRule | None:
     rule = PAIR_RULES.get(ai)
     if rule is not None:
@@ -229,11 +231,16 @@ def _check_time(data: str, ai: str, value: str) -> None:
         raise _error(data, f"AI ({ai}) time {value!r} is not a valid HHMM[SS]")
 
 
+@lru_cache(maxsize=1024)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 def _check_element(data: str, ai: GS1ApplicationIdentifier, value: str) -> None:
     code = ai.ai
     if not value:
         raise _error(data, f"AI ({code}) has no value")
-    if re.fullmatch(ai.pattern, code + value) is None:
+    if _pattern(ai.pattern).fullmatch(code + value) is None:
         raise _error(data, f"AI ({code}) {ai.data_title}: {value!r} does not match its format {ai.format}")
     spec = _DATES.get(code)
     if spec is not None:

@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any
 
 import orjson
@@ -187,6 +188,9 @@ def _ec_option(value: Any, symbology: Symbology) -> str | None:
 
 
 def _symbology(value: Any) -> Symbology:
+    exact = REGISTRY.get(value) if isinstance(value, str) else None  # already canonical (the usual case)
+    if exact is not None:
+        return exact
     name = value.strip().lower().replace("-", "_") if isinstance(value, str) else None
     symbology = REGISTRY.get(name) if name is not None else None
     if symbology is None:
@@ -200,6 +204,8 @@ def _symbology(value: Any) -> Symbology:
 def _format(value: Any) -> str:
     if value is None:
         return "svg"
+    if isinstance(value, str) and value in FORMATS:
+        return value
     fmt = value.lower() if isinstance(value, str) else None
     if fmt not in FORMATS:
         raise InvalidOption(f"format: {show(value)} is not supported (expected 'svg' or 'png')", field="format")
@@ -215,7 +221,8 @@ def normalize_data(symbology: Symbology, value: Any) -> str:
             field="data",
         )
     try:
-        value.encode("utf-8")
+        if not value.isascii():  # ASCII has no surrogates
+            value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidData(
             f"data: {show(value)} contains unpaired surrogates (not valid Unicode text)", field="data"
@@ -239,8 +246,20 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
     data = symbology.normalize(normalize_data(symbology, item.get("data")), **kwargs)
 
     options = item.get("options")
-    if options is None:
-        options = {}
+    if not options and (options is None or isinstance(options, Mapping)):  # the common case: all defaults
+        return RenderSpec(data=data, **_default_fields(symbology.name, fmt, bool(verify)))
+    return _with_options(symbology, fmt, data, options, verify)
+
+
+@cache
+def _default_fields(barcode_type: str, fmt: str, verify: bool) -> dict[str, Any]:
+    """Every field but ``data`` of a spec without options (the option rules below, resolved once)."""
+    fields = _with_options(REGISTRY[barcode_type], fmt, "", {}, verify).to_dict()
+    del fields["data"]
+    return fields
+
+
+def _with_options(symbology: Symbology, fmt: str, data: str, options: Any, verify: bool) -> RenderSpec:
     if not isinstance(options, Mapping):
         raise InvalidOption(f"options: {show(options)} is not an object", field="options")
     for key in options:

@@ -170,7 +170,9 @@ def compute_layout(symbol: Symbol, spec: RenderSpec) -> Layout:
 # --------------------------------------------------------------------------- SVG
 
 
+@lru_cache(maxsize=4096)
 def _num(value: float) -> str:
+    """A coordinate in at most 3 decimals, trailing zeros dropped (memoised: a type's geometry repeats)."""
     rounded = round(value, 3)
     if rounded == int(rounded):
         return str(int(rounded))
@@ -276,10 +278,26 @@ def _svg_head(spec: RenderSpec, layout: Layout, view: str) -> str:
 
 
 def _text_svg(text: str, x: float, y: float, size: float, colour: str) -> str:
+    return _text_open(x, y, size, colour) + escape(text) + "</text>"
+
+
+@lru_cache(maxsize=1024)
+def _text_open(x: float, y: float, size: float, colour: str) -> str:
     return (
         f'<text x="{_num(x)}" y="{_num(y)}" font-family="monospace" font-size="{_num(size)}" '
-        f'text-anchor="middle" fill="{colour}">{escape(text)}</text>'
+        f'text-anchor="middle" fill="{colour}">'
     )
+
+
+@lru_cache(maxsize=256)
+def _bar_kinds(cols: int, guards: tuple[tuple[int, int], ...], addon: int | None) -> tuple[int, ...]:
+    """Per module of an EAN/UPC symbol: 0 ordinary bar, 1 guard bar (reaches into the text), 2 add-on bar."""
+    kinds = [0] * cols
+    for start, end in guards:
+        kinds[start:end] = [1] * (end - start)
+    if addon is not None:
+        kinds[addon:] = [2] * (cols - addon)
+    return tuple(kinds)
 
 
 def _print_svg(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
@@ -288,19 +306,18 @@ def _print_svg(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
     g = geometry(symbol, spec, layout, float(layout.cols), layout.svg_height / unit)
     m = layout.margin
     top, bottom = g.bars
-    tall = [False] * symbol.cols
-    addon = symbol.retail.addon if symbol.retail is not None else None
-    if symbol.retail is not None:
-        for start, end in symbol.retail.guards:
-            tall[start:end] = [True] * (end - start)
+    retail = symbol.retail
     plain = (_num(top), _num(bottom - top))  # (y, height) strings of the three kinds of bar
-    guard = (_num(top), _num(g.guard_bottom - top))
-    added = (_num(g.addon_top), _num(g.guard_bottom - g.addon_top))
-    parts = []
     _, xs, ws = runs(symbol.modules)
-    for x, w in zip(xs, ws, strict=True):
-        y, h = added if addon is not None and x >= addon else (guard if tall[x] else plain)
-        parts.append(f"M{x + m} {y}h{w}v{h}h-{w}z")
+    if retail is None:
+        y, h = plain
+        parts = [f"M{x + m} {y}h{w}v{h}h-{w}z" for x, w in zip(xs, ws, strict=True)]
+    else:
+        guard = (_num(top), _num(g.guard_bottom - top))
+        added = (_num(g.addon_top), _num(g.guard_bottom - g.addon_top))
+        kinds = _bar_kinds(symbol.cols, retail.guards, retail.addon)
+        yh = (plain, guard, added)
+        parts = [f"M{x + m} {yh[kinds[x]][0]}h{w}v{yh[kinds[x]][1]}h-{w}z" for x, w in zip(xs, ws, strict=True)]
     if g.bearer:
         b, total = _num(g.bearer), layout.cols
         parts.append(f"M0 0h{total}v{b}h-{total}z")
@@ -366,7 +383,20 @@ def png_bytes(
 ) -> bytes:
     """PNG, 1-bit palette (0 = background, 1 = foreground), from packed scanlines incl. filter bytes;
     with ``dpi``, a pHYs chunk (pixels per metre) so that print software knows the physical size."""
-    height = int(rows.shape[0])
+    return png_from_scanlines(rows.tobytes(), width, int(rows.shape[0]), foreground, background, dpi, level)
+
+
+def png_from_scanlines(
+    raw: bytes, width: int, height: int, foreground: str, background: str, dpi: int | None, level: int
+) -> bytes:
+    """``png_bytes`` of scanlines already serialised (``height`` rows of filter byte + packed pixels)."""
+    head = _png_head(width, height, foreground, background, dpi)
+    return head + _chunk(b"IDAT", zlib.compress(raw, level)) + _IEND
+
+
+@lru_cache(maxsize=256)
+def _png_head(width: int, height: int, foreground: str, background: str, dpi: int | None) -> bytes:
+    """Signature, IHDR, PLTE and the optional tRNS / pHYs chunks: the same for every image of that size."""
     fg = _rgb(foreground)
     if background == TRANSPARENT:
         dark = sum(fg) < 384
@@ -383,9 +413,10 @@ def png_bytes(
     if dpi is not None:
         ppm = round(dpi / 0.0254)
         parts.append(_chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
-    parts.append(_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)))
-    parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
+
+
+_IEND = _chunk(b"IEND", b"")
 
 
 @lru_cache(maxsize=64)
@@ -417,16 +448,36 @@ def _ascent(size: int) -> int:
     return int(_font(size).getmetrics()[0])
 
 
-def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, size: int) -> None:
-    """Draw ``text`` (dark pixels) centred on ``centre_x`` with its baseline at ``baseline``."""
+@lru_cache(maxsize=1024)
+def _strip(text: str, size: int) -> tuple[BoolMatrix, int, int, int]:
+    """``text`` as one line of cells, cut to its inked part: (ink, rows above it, columns left of it, line
+    width). Read-only: shared by every image that prints this text at this size."""
+    line = np.concatenate([_cell(ch, size) for ch in text], axis=1) if len(text) > 1 else _cell(text, size)
+    ys, xs = np.nonzero(line.any(axis=1))[0], np.nonzero(line.any(axis=0))[0]
+    if ys.size == 0:
+        ink = np.zeros((0, 0), dtype=np.bool_)
+        ink.flags.writeable = False
+        return ink, 0, 0, int(line.shape[1])
+    dy, dx = int(ys[0]), int(xs[0])
+    ink = np.ascontiguousarray(line[dy : int(ys[-1]) + 1, dx : int(xs[-1]) + 1])
+    ink.flags.writeable = False
+    return ink, dy, dx, int(line.shape[1])
+
+
+def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, size: int, top: int = 0) -> None:
+    """Draw ``text`` (dark pixels) centred on ``centre_x`` with its baseline at ``baseline``; ``image`` is the
+    part of the picture from row ``top`` down."""
     if size < 1 or not text:
         return
-    line = np.concatenate([_cell(ch, size) for ch in text], axis=1) if len(text) > 1 else _cell(text, size)
+    line, dy, dx, full = _strip(text, size)
     h, w = line.shape
-    x0, y0 = round(centre_x - w / 2), round(baseline) - _ascent(size)
+    if not h:
+        return
+    x0, y0 = round(centre_x - full / 2) + dx, round(baseline) - _ascent(size) - top + dy
     rows, cols = image.shape
     if x0 >= 0 and y0 >= 0 and x0 + w <= cols and y0 + h <= rows:
-        image[y0 : y0 + h, x0 : x0 + w] |= line
+        view = image[y0 : y0 + h, x0 : x0 + w]
+        view |= line
         return
     ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(cols, x0 + w)
     if ye > ys and xe > xs:
@@ -467,6 +518,68 @@ def linear_raster(symbol: Symbol, spec: RenderSpec, layout: Layout) -> BoolMatri
     return image
 
 
+def _linear_scanlines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
+    """PNG scanlines (filter byte + packed pixels) of ``linear_raster``'s image, packing only the rows below
+    the bars (text band, guard extensions): the rows above are the packed bar row, repeated. Symbols with
+    bearers or an add-on (their rows differ above the band) are packed whole."""
+    s = layout.png_scale
+    full = np.zeros(layout.cols, dtype=np.bool_)
+    full[layout.margin : layout.margin + symbol.cols] = symbol.modules[0]
+    row = np.repeat(full, s)
+    width, height = row.size, layout.png_height
+    g = geometry(symbol, spec, layout, float(width), float(height))
+    retail = symbol.retail
+    top, bottom, guard = round(g.bars[0]), round(g.bars[1]), round(g.guard_bottom)
+    if g.bearer or (retail is not None and retail.addon is not None) or top != 0 or not 0 <= bottom <= height:
+        return _scanlines(np.packbits(linear_raster(symbol, spec, layout), axis=1))
+    band = bottom  # first row that is not a plain bar row: the band, or a glyph reaching above it
+    glyphs: list[tuple[BoolMatrix, int, int]] = []  # (ink, top row, left column) as draw_text places them
+    for text, x, y, size in g.texts:
+        px = int(size)
+        if px >= 1 and text:
+            ink, dy, dx, line_w = _strip(text, px)
+            if ink.size:
+                top_row = round(y) - _ascent(px) + dy
+                glyphs.append((ink, top_row, round(x * s - line_w / 2) + dx))
+                band = min(band, top_row)
+            else:
+                band = min(band, round(y))
+    band = max(0, band)
+    image = np.zeros((height - band, width), dtype=np.bool_)
+    if bottom > band:
+        image[: bottom - band] = row
+    if retail is not None and g.font and guard > bottom:
+        image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
+    rows = height - band
+    for ink, y0, x0 in glyphs:
+        h, w = ink.shape
+        y0 -= band
+        if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= rows:
+            view = image[y0 : y0 + h, x0 : x0 + w]
+            view |= ink
+            continue
+        ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(width, x0 + w)
+        if ye > ys and xe > xs:
+            image[ys:ye, xs:xe] |= ink[ys - y0 : ye - y0, xs - x0 : xe - x0]
+    return (b"\x00" + np.packbits(row).tobytes()) * band + _scanlines(np.packbits(image, axis=1))
+
+
+def _scanlines(packed: np.ndarray) -> bytes:
+    lines = np.zeros((packed.shape[0], packed.shape[1] + 1), np.uint8)
+    lines[:, 1:] = packed
+    return lines.tobytes()
+
+
+@lru_cache(maxsize=256)
+def _guard_mask(width: int, margin: int, scale: int, guards: tuple[tuple[int, int], ...]) -> BoolMatrix:
+    """Pixel columns of the EAN/UPC guard bars (the ones extended into the text band)."""
+    mask = np.zeros(width, dtype=np.bool_)
+    for start, end in guards:
+        mask[(margin + start) * scale : (margin + end) * scale] = True
+    mask.flags.writeable = False
+    return mask
+
+
 def raster(symbol: Symbol, layout: Layout, spec: RenderSpec | None = None) -> BoolMatrix:
     """Full-size boolean image (True = dark) at the PNG scale (for tests; write_png packs directly)."""
     if symbol.linear and spec is not None:
@@ -480,16 +593,16 @@ def raster(symbol: Symbol, layout: Layout, spec: RenderSpec | None = None) -> Bo
 
 
 def write_png(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
-    full = with_margin(symbol.modules, layout.margin, linear=symbol.linear)
-    s = layout.png_scale
     dpi = spec.dpi
     if symbol.linear and (
         (spec.show_text and symbol.text) or symbol.retail is not None or layout.bearer or layout.right != layout.margin
     ):
-        packed = np.packbits(linear_raster(symbol, spec, layout), axis=1)
-        lines = np.zeros((packed.shape[0], packed.shape[1] + 1), np.uint8)
-        lines[:, 1:] = packed
-        return png_bytes(lines, layout.png_width, spec.foreground, spec.background, dpi, TEXT_PNG_ZLIB_LEVEL)
+        raw = _linear_scanlines(symbol, spec, layout)
+        return png_from_scanlines(
+            raw, layout.png_width, layout.png_height, spec.foreground, spec.background, dpi, TEXT_PNG_ZLIB_LEVEL
+        )
+    full = with_margin(symbol.modules, layout.margin, linear=symbol.linear)
+    s = layout.png_scale
     if symbol.linear:
         row = np.repeat(full[0], s)
         line = np.concatenate((np.zeros(1, np.uint8), np.packbits(row)))

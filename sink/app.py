@@ -18,13 +18,13 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from barcodeflow.aio import cancel_and_wait
-from barcodeflow.kafka import consumer_config, group_config, producer_config, send_until_acked
+from barcodeflow.kafka import Rebalance, consumer_config, group_config, producer_config, send_until_acked
 from barcodeflow.settings import Settings
 from sink.aggregate import BadRecord, BatchAggregator, Emission
 
@@ -57,7 +57,7 @@ class Sink:
     async def start(self) -> None:
         await self.admin.start()
         await self.producer.start()
-        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self.consumer.subscribe([self.topic], listener=Rebalance(self.revoked, self.assigned))
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -161,17 +161,6 @@ class Sink:
                 offset = om.offset if om is not None and om.offset >= 0 else None
                 self.aggregator.assign(tp.partition, offset, om.metadata if om is not None else None)
         log.info("sink: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in mine) or "nothing")
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.sink.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.sink.assigned(assigned)
 
 
 async def run_sink(settings: Settings, stop: asyncio.Event) -> None:

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from barcodeflow.cache import TwoLevelCache
-from barcodeflow.kafka import send_until_acked
+from barcodeflow.kafka import Rebalance, send_until_acked
 from barcodeflow.settings import Settings
 from render.batch import Plan, answer_from_cache, plan_batch
 from schemas.errors import BatchValidationError, ErrorCode
@@ -95,7 +95,7 @@ class Intake:
         producer: AIOKafkaProducer,
         cache: TwoLevelCache,
         render: RenderTasks,
-        max_in_flight: int = 64,
+        max_in_flight: int = 16,  # requests: enough to keep the pool busy, and bounds the memory they hold
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
@@ -111,7 +111,7 @@ class Intake:
         self._committed: dict[int, int] = {}
 
     def listener(self) -> ConsumerRebalanceListener:
-        return _Rebalance(self)
+        return Rebalance(self.revoked, self.assigned)
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -212,6 +212,9 @@ class Intake:
         await self.commit()
 
     # -- rebalance ------------------------------------------------------------------------------
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        log.info("intake: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps) or "nothing")
+
     async def revoked(self, tps: set[TopicPartition]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.topics.requests}
         try:
@@ -222,14 +225,3 @@ class Intake:
             self.in_flight.drop(p)
             self._committed.pop(p, None)
         self._room.set()
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, intake: Intake) -> None:
-        self.intake = intake
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.intake.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("intake: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")

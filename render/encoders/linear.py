@@ -1,4 +1,6 @@
-"""Linear (1D) symbologies, encoded with python-barcode's encoder classes (never its writers).
+"""Linear (1D) symbologies, encoded with python-barcode's encoder classes (never its writers), except the
+EAN/UPC family (EAN-13, EAN-8, UPC-A, UPC-E, add-ons), whose bars are built here from the same code tables
+(a few string joins instead of a python-barcode object per item; ``tests/render/encoders`` compares them).
 
 Each symbology has a ``normalize_*`` function (validate raw ``data`` → canonical string, idempotent:
 ``normalize(normalize(x)) == normalize(x)``) and an ``encode_*`` function (canonical string → Symbol).
@@ -20,14 +22,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from operator import mul
 
 from barcode.codabar import CODABAR
 from barcode.codex import PZN7, Code39, Code128, Gs1_128
-from barcode.ean import EAN8, EAN13, EAN14, JAN
+from barcode.ean import EAN14
 from barcode.errors import BarcodeError
-from barcode.isxn import ISBN13
 from barcode.itf import ITF
-from barcode.upc import UPCA
+from barcode.writer import SVGWriter
 
 from render import gs1
 from render._text import show
@@ -42,6 +44,9 @@ MIN_CODABAR_BODY = 2  # likewise for Codabar (zxing-cpp wants at least 4 charact
 
 GS = gs1.GS  # FNC1 separator as it appears in decoded GS1 data
 _FNC1 = Gs1_128.FNC1_CHAR  # python-barcode's in-band FNC1 marker
+# one writer for every python-barcode object: its classes build a default writer per object otherwise (build()
+# never uses it; we only take the bar pattern)
+_WRITER = SVGWriter()
 
 _CODE39_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-. $/+%")
 _CODABAR_BODY = frozenset("0123456789-$:/.+")
@@ -108,7 +113,10 @@ def _build(barcode: object) -> str:
 
 
 _L = ("0001101", "0011001", "0010011", "0111101", "0100011", "0110001", "0101111", "0111011", "0110111", "0001011")
-_G = tuple(code.translate(str.maketrans("01", "10"))[::-1] for code in _L)  # even parity: reversed R
+_R = tuple(code.translate(str.maketrans("01", "10")) for code in _L)  # right half: L inverted
+_G = tuple(code[::-1] for code in _R)  # even parity: reversed R
+_EAN13_PARITY = ("LLLLLL", "LLGLGG", "LLGGLG", "LLGGGL", "LGLLGG", "LGGLLG", "LGGGLL", "LGLGLG", "LGLGGL", "LGGLGL")
+_SIDES = {"L": _L, "G": _G}
 _ADDON2_PARITY = ("LL", "LG", "GL", "GG")
 _ADDON5_PARITY = ("GGLLL", "GLGLL", "GLLGL", "GLLLG", "LGGLL", "LLGGL", "LLLGG", "LGLGL", "LGLLG", "LLGLG")
 _UPCE_PARITY = ("GGGLLL", "GGLGLL", "GGLLGL", "GGLLLG", "GLGGLL", "GLLGGL", "GLLLGG", "GLGLGL", "GLGLLG", "GLLGLG")
@@ -193,6 +201,24 @@ def _retail(
     )
 
 
+_L_DIGITS = str.maketrans({str(d): code for d, code in enumerate(_L)})  # digit -> its 7 modules
+_R_DIGITS = str.maketrans({str(d): code for d, code in enumerate(_R)})
+# per first digit: the code table (L or G) of each of the 6 left-half digits
+_EAN13_LEFT = tuple(tuple(_SIDES[p] for p in parity) for parity in _EAN13_PARITY)
+
+
+def ean13_pattern(full: str) -> str:
+    """EAN-13 bars of 13 digits (check digit included): guard, left half in the parity the first digit
+    selects, centre guard, right half, guard (the UPC-A pattern is that of ``"0" + upca``)."""
+    left = "".join(map(tuple.__getitem__, _EAN13_LEFT[int(full[0])], map(int, full[1:7])))
+    return "101" + left + "01010" + full[7:13].translate(_R_DIGITS) + "101"
+
+
+def ean8_pattern(full: str) -> str:
+    """EAN-8 bars of 8 digits (check digit included)."""
+    return "101" + full[:4].translate(_L_DIGITS) + "01010" + full[4:8].translate(_R_DIGITS) + "101"
+
+
 def _ean13_symbol(pattern: str, data: str, full: str, addon: str, content: str | None = None) -> Symbol:
     shown = content or full
     return _retail(
@@ -213,12 +239,12 @@ def _ean13_symbol(pattern: str, data: str, full: str, addon: str, content: str |
 def normalize_ean13(data: str) -> str:
     main, addon = _split_addon(data, "EAN-13")
     value = _digits(main, "EAN-13", (12, 13))
-    return _join(_with_check(data, "EAN-13", value, 12, EAN13(value[:12]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "EAN-13", value, 12, gs1.check_digit(value[:12])), addon)
 
 
 def encode_ean13(data: str) -> Symbol:
     main, _, addon = data.partition("+")
-    return _ean13_symbol(_build(EAN13(main[:12])), data, main, addon)
+    return _ean13_symbol(ean13_pattern(main), data, main, addon)
 
 
 def normalize_jan(data: str) -> str:
@@ -226,24 +252,24 @@ def normalize_jan(data: str) -> str:
     value = _digits(main, "JAN", (12, 13))
     if not (450 <= int(value[:3]) <= 459 or 490 <= int(value[:3]) <= 499):
         raise _invalid(data, "JAN", "must start with 450-459 or 490-499")
-    return _join(_with_check(data, "JAN", value, 12, JAN(value[:12]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "JAN", value, 12, gs1.check_digit(value[:12])), addon)
 
 
 def encode_jan(data: str) -> Symbol:
     main, _, addon = data.partition("+")
-    return _ean13_symbol(_build(JAN(main[:12])), data, main, addon)
+    return _ean13_symbol(ean13_pattern(main), data, main, addon)
 
 
 def normalize_ean8(data: str) -> str:
     main, addon = _split_addon(data, "EAN-8")
     value = _digits(main, "EAN-8", (7, 8))
-    return _join(_with_check(data, "EAN-8", value, 7, EAN8(value[:7]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "EAN-8", value, 7, gs1.check_digit(value[:7])), addon)
 
 
 def encode_ean8(data: str) -> Symbol:
     main, _, addon = data.partition("+")
     return _retail(
-        _build(EAN8(main[:7])),
+        ean8_pattern(main),
         data=data,
         main=main,
         addon=addon,
@@ -259,13 +285,13 @@ def encode_ean8(data: str) -> Symbol:
 def normalize_upca(data: str) -> str:
     main, addon = _split_addon(data, "UPC-A")
     value = _digits(main, "UPC-A", (11, 12))
-    return _join(_with_check(data, "UPC-A", value, 11, UPCA(value[:11]).get_fullcode()[-1]), addon)
+    return _join(_with_check(data, "UPC-A", value, 11, gs1.check_digit(value[:11])), addon)
 
 
 def encode_upca(data: str) -> Symbol:
     main, _, addon = data.partition("+")
     return _retail(
-        _build(UPCA(main[:11])),
+        ean13_pattern("0" + main),
         data=data,
         main=main,
         addon=addon,
@@ -362,15 +388,15 @@ def normalize_isbn13(data: str) -> str:
     value = _digits(data, "ISBN-13", (12, 13), drop="- ")
     if not (value.startswith("978") or value.startswith(("9791", "9798"))):
         raise _invalid(data, "ISBN-13", "must start with 978, 9791 or 9798")
-    return _with_check(data, "ISBN-13", value, 12, ISBN13(value[:12]).get_fullcode()[-1])
+    return _with_check(data, "ISBN-13", value, 12, gs1.check_digit(value[:12]))
 
 
 def encode_isbn13(data: str) -> Symbol:
-    return _ean13_symbol(_build(ISBN13(data[:12])), data, data, "")
+    return _ean13_symbol(ean13_pattern(data), data, data, "")
 
 
 def _isbn10_check(body: str) -> str:
-    rest = sum(i * int(d) for i, d in enumerate(body, start=1)) % 11
+    rest = sum(map(mul, range(1, 10), map(int, body))) % 11  # body: 9 digits
     return "X" if rest == 10 else str(rest)
 
 
@@ -385,13 +411,13 @@ def normalize_isbn10(data: str) -> str:
 
 
 def encode_isbn10(data: str) -> Symbol:
-    ean = EAN13("978" + data[:9])  # rendered as its EAN-13 (Bookland) form
-    symbol = _ean13_symbol(_build(ean), data, data, "", content=ean.get_fullcode())
-    return replace(symbol, check_digit=data[-1])
+    ean = "978" + data[:9]  # rendered as its EAN-13 (Bookland) form
+    ean += gs1.check_digit(ean)
+    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)  # check digit: data's own
 
 
 def _issn_check(body: str) -> str:
-    rest = (11 - sum(w * int(d) for w, d in zip(range(8, 1, -1), body, strict=True)) % 11) % 11
+    rest = (11 - sum(map(mul, range(8, 1, -1), map(int, body))) % 11) % 11  # body: 7 digits
     return "X" if rest == 10 else str(rest)
 
 
@@ -406,18 +432,18 @@ def normalize_issn(data: str) -> str:
 
 
 def encode_issn(data: str) -> Symbol:
-    ean = EAN13("977" + data[:7] + "00")  # EAN-13 form of an ISSN, issue/price code 00
-    symbol = _ean13_symbol(_build(ean), data, data, "", content=ean.get_fullcode())
-    return replace(symbol, check_digit=data[-1])
+    ean = "977" + data[:7] + "00"  # EAN-13 form of an ISSN, issue/price code 00
+    ean += gs1.check_digit(ean)
+    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)  # check digit: data's own
 
 
 def normalize_ean14(data: str) -> str:
     value = _digits(data, "EAN-14", (13, 14))
-    return _with_check(data, "EAN-14", value, 13, EAN14(value[:13]).get_fullcode()[-1])
+    return _with_check(data, "EAN-14", value, 13, EAN14(value[:13], writer=_WRITER).get_fullcode()[-1])
 
 
 def encode_ean14(data: str) -> Symbol:
-    pattern = _build(Gs1_128("01" + data))
+    pattern = _build(Gs1_128("01" + data, writer=_WRITER))
     return _symbol(pattern, data=data, content="01" + data, text=f"(01){data}", check_digit=data[-1])
 
 
@@ -462,9 +488,16 @@ def _gs1_text(canonical: str) -> str:
 
 def encode_gs1_128(data: str, requisites: bool = True) -> Symbol:
     raw = _gs1_raw(data)
-    pattern = _build(Gs1_128(raw.replace(GS, _FNC1)))
-    symbol = _symbol(pattern, data=data, content=raw, text=_gs1_text(data))
-    return replace(symbol, symbology_id="]C1", extra={"gs1_ai_table": gs1.AI_TABLE_VERSION})
+    pattern = _build(Gs1_128(raw.replace(GS, _FNC1), writer=_WRITER))
+    return Symbol(
+        modules=pattern_to_modules(pattern),
+        linear=True,
+        data=data,
+        content=raw,
+        text=_gs1_text(data),
+        extra={"gs1_ai_table": gs1.AI_TABLE_VERSION},
+        symbology_id="]C1",
+    )
 
 
 # --------------------------------------------------------------------------- general purpose 1D
@@ -487,7 +520,7 @@ def normalize_code128(data: str) -> str:
 
 
 def encode_code128(data: str) -> Symbol:
-    return _symbol(_build(Code128(data)), data=data, content=data, text=data)
+    return _symbol(_build(Code128(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def normalize_code39(data: str) -> str:
@@ -501,7 +534,7 @@ def normalize_code39(data: str) -> str:
 
 
 def encode_code39(data: str) -> Symbol:
-    return _symbol(_build(Code39(data, add_checksum=False)), data=data, content=data, text=data)
+    return _symbol(_build(Code39(data, writer=_WRITER, add_checksum=False)), data=data, content=data, text=data)
 
 
 def normalize_itf(data: str) -> str:
@@ -518,7 +551,7 @@ def normalize_itf(data: str) -> str:
 
 
 def encode_itf(data: str) -> Symbol:
-    return _symbol(_build(ITF(data)), data=data, content=data, text=data)
+    return _symbol(_build(ITF(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def normalize_itf14(data: str) -> str:
@@ -528,7 +561,7 @@ def normalize_itf14(data: str) -> str:
 
 
 def encode_itf14(data: str) -> Symbol:
-    pattern = _build(ITF(data, narrow=1, wide=3))  # X = narrow bar, wide:narrow 3:1
+    pattern = _build(ITF(data, writer=_WRITER, narrow=1, wide=3))  # X = narrow bar, wide:narrow 3:1
     text = f"{data[0]} {data[1:3]} {data[3:8]} {data[8:13]} {data[13]}"
     symbol = _symbol(pattern, data=data, content=data, text=text, check_digit=data[-1])
     return replace(symbol, quiet_zone=QUIET_ITF14)
@@ -551,7 +584,7 @@ def normalize_codabar(data: str) -> str:
 
 
 def encode_codabar(data: str) -> Symbol:
-    return _symbol(_build(CODABAR(data)), data=data, content=data, text=data)
+    return _symbol(_build(CODABAR(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def _pzn8_check(body: str) -> str:
@@ -573,12 +606,12 @@ def normalize_pzn(data: str) -> str:
             raise _invalid(data, "PZN", "PZN8 numbers whose check sum is 10 are never issued")
         return _with_check(data, "PZN", value, 7, check)
     try:
-        check = PZN7(value[:6]).pzn[-1]
+        check = PZN7(value[:6], writer=_WRITER).pzn[-1]
     except BarcodeError:
         raise _invalid(data, "PZN", "PZN7 numbers whose check sum is 10 are never issued") from None
     return _with_check(data, "PZN", value, 6, check)
 
 
 def encode_pzn(data: str) -> Symbol:
-    pattern = _build(Code39("-" + data, add_checksum=False))
+    pattern = _build(Code39("-" + data, writer=_WRITER, add_checksum=False))
     return _symbol(pattern, data=data, content="-" + data, text=f"PZN-{data}", check_digit=data[-1])

@@ -178,7 +178,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     env = up_env(work, _free_port_pair(), free_port())
     root = Path(env["BARCODEFLOW_ROOT"])
     settings = Settings.from_env(env)
-    assert settings.batch_timeout_s == 10.0  # the default deadline, not a test one
+    assert settings.batch_timeout_s == Settings().batch_timeout_s  # the default deadline, not a test one
     out_path = work / "up.out"
     with out_path.open("wb") as out:
         popen = subprocess.Popen(

@@ -180,3 +180,18 @@ def test_option_scope() -> None:
         normalize_item({"barcode_type": "itf14", "data": "1540014128876", "options": {"bearer": "box"}})
     with pytest.raises(InvalidOption, match="only supported for EAN/UPC types"):
         normalize_item({"barcode_type": "code128", "data": "x", "options": {"quiet_zone_markers": True}})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=12, max_size=12))
+def test_ean_upc_patterns_and_check_digits_match_python_barcode(body: str) -> None:
+    from barcode.ean import EAN8, EAN13
+    from barcode.upc import UPCA
+
+    ean13, upca, ean8 = EAN13(body), UPCA(body[:11]), EAN8(body[:7])
+    assert linear.normalize_ean13(body) == ean13.get_fullcode()
+    assert linear.ean13_pattern(ean13.get_fullcode()) == ean13.build()[0]
+    assert linear.normalize_upca(body[:11]) == upca.get_fullcode()
+    assert linear.ean13_pattern("0" + upca.get_fullcode()) == upca.build()[0]
+    assert linear.normalize_ean8(body[:7]) == ean8.get_fullcode()
+    assert linear.ean8_pattern(ean8.get_fullcode()) == ean8.build()[0]
