@@ -24,6 +24,7 @@ import re
 from dataclasses import replace
 from operator import mul
 
+from barcode.charsets import code128 as code128_charset
 from barcode.codabar import CODABAR
 from barcode.codex import PZN7, Code39, Code128, Gs1_128
 from barcode.ean import EAN14
@@ -511,6 +512,17 @@ def _check_length(data: str, kind: str, limit: int = MAX_LINEAR_CHARS) -> None:
         )
 
 
+class _Code128(Code128):
+    """python-barcode's Code 128 with its start-code shortcut fixed. ``_try_to_optimize`` turns
+    ``[START x, CODE y]`` into ``[START y]``, but it also fires on ``[START C, 99]``, where 99 is the data
+    pair "99" and not the CODE C switch: a leading "99" vanished ("99" encoded as nothing, "990" as "0")."""
+
+    def _try_to_optimize(self, encoded: list[int]) -> list[int]:
+        if encoded[:2] == [code128_charset.START_CODES["C"], 99]:  # data "99", not a switch to C while in C
+            return encoded
+        return super()._try_to_optimize(encoded)
+
+
 def normalize_code128(data: str) -> str:
     _check_length(data, "Code 128")
     bad = sorted({ch for ch in data if ord(ch) > 0x7F})
@@ -520,7 +532,7 @@ def normalize_code128(data: str) -> str:
 
 
 def encode_code128(data: str) -> Symbol:
-    return _symbol(_build(Code128(data, writer=_WRITER)), data=data, content=data, text=data)
+    return _symbol(_build(_Code128(data, writer=_WRITER)), data=data, content=data, text=data)
 
 
 def normalize_code39(data: str) -> str:

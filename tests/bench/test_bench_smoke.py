@@ -89,4 +89,4 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
     _positive(doc, "memory", "codes")
 
     assert {t["status"] for t in doc["targets"]} <= {"PASS", "MISS"}
-    assert len(doc["targets"]) == 6
+    assert len(doc["targets"]) == 7
