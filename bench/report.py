@@ -137,8 +137,9 @@ def table(doc: dict[str, Any]) -> str:
 
     lines += ["", "targets:"]
     for t in doc.get("targets", []):
-        val = "-" if t["value"] is None else f"{t['value']:,.1f} {t['unit']}"
-        bound = "-" if t["bound"] is None else f"{t['bound']:,.1f}"
+        digits = 3 if t["bound"] is not None and t["bound"] < 1 else 1  # sub-millisecond figures keep 3 digits
+        val = "-" if t["value"] is None else f"{t['value']:,.{digits}f} {t['unit']}"
+        bound = "-" if t["bound"] is None else f"{t['bound']:,.{digits}f}"
         extra = f" {t['shown']}" if t.get("shown") else ""
         lines.append(f"   {t['status']:<5} {t['target']:<40} {val:>16}  (target {t['op']} {bound} {t['unit']}{extra})")
     if doc.get("mode") == "smoke":
