@@ -21,6 +21,7 @@ python-barcode 0.16 quirks handled here (checked against its source):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from operator import mul
 
@@ -401,20 +402,29 @@ def _isbn10_check(body: str) -> str:
     return "X" if rest == 10 else str(rest)
 
 
-def normalize_isbn10(data: str) -> str:
+def _normalize_mod11(data: str, name: str, n: int, check: Callable[[str], str], chars: str) -> str:
+    """ISBN-10 / ISSN: ``n`` digits and a mod-11 check character (digit or X), hyphens and spaces dropped."""
     value = data.strip().replace("-", "").replace(" ", "").upper()
-    body = value[:9]
-    if not (body.isascii() and body.isdigit()) or len(body) != 9:
-        raise _invalid(data, "ISBN-10", _TEN_CHARS)
-    if len(value) > 10 or (len(value) == 10 and value[9] not in "0123456789X"):
-        raise _invalid(data, "ISBN-10", _TEN_CHARS)
-    return _with_check(data, "ISBN-10", value, 9, _isbn10_check(body))
+    body = value[:n]
+    if not (body.isascii() and body.isdigit()) or len(body) != n:
+        raise _invalid(data, name, chars)
+    if len(value) > n + 1 or (len(value) == n + 1 and value[n] not in "0123456789X"):
+        raise _invalid(data, name, chars)
+    return _with_check(data, name, value, n, check(body))
+
+
+def _as_ean13(data: str, ean12: str) -> Symbol:
+    """An ISBN-10 or ISSN rendered in its EAN-13 form; the text keeps the data's own check character."""
+    ean = ean12 + gs1.check_digit(ean12)
+    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)
+
+
+def normalize_isbn10(data: str) -> str:
+    return _normalize_mod11(data, "ISBN-10", 9, _isbn10_check, _TEN_CHARS)
 
 
 def encode_isbn10(data: str) -> Symbol:
-    ean = "978" + data[:9]  # rendered as its EAN-13 (Bookland) form
-    ean += gs1.check_digit(ean)
-    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)  # check digit: data's own
+    return _as_ean13(data, "978" + data[:9])  # the Bookland form
 
 
 def _issn_check(body: str) -> str:
@@ -423,19 +433,11 @@ def _issn_check(body: str) -> str:
 
 
 def normalize_issn(data: str) -> str:
-    value = data.strip().replace("-", "").replace(" ", "").upper()
-    body = value[:7]
-    if not (body.isascii() and body.isdigit()) or len(body) != 7:
-        raise _invalid(data, "ISSN", _EIGHT_CHARS)
-    if len(value) > 8 or (len(value) == 8 and value[7] not in "0123456789X"):
-        raise _invalid(data, "ISSN", _EIGHT_CHARS)
-    return _with_check(data, "ISSN", value, 7, _issn_check(body))
+    return _normalize_mod11(data, "ISSN", 7, _issn_check, _EIGHT_CHARS)
 
 
 def encode_issn(data: str) -> Symbol:
-    ean = "977" + data[:7] + "00"  # EAN-13 form of an ISSN, issue/price code 00
-    ean += gs1.check_digit(ean)
-    return _ean13_symbol(ean13_pattern(ean), data, data, "", content=ean)  # check digit: data's own
+    return _as_ean13(data, "977" + data[:7] + "00")  # issue/price code 00
 
 
 def normalize_ean14(data: str) -> str:
