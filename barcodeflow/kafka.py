@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from barcodeflow.settings import Settings
@@ -96,3 +97,18 @@ class Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._assigned(assigned)
+
+
+async def topic_partitions(settings: Settings, topic: str) -> set[int]:
+    """The partitions of ``topic`` that have a leader, from the cluster's metadata; empty while the topic
+    does not exist (or was just created). A consumer without a subscription has no public way to ask."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for t in described:
+        if t.get("topic") == topic and not t.get("error_code"):
+            return {int(p["partition"]) for p in t.get("partitions", ()) if int(p.get("leader", -1)) >= 0}
+    return set()

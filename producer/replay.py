@@ -26,7 +26,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from barcodeflow.kafka import consumer_config
+from barcodeflow.kafka import consumer_config, topic_partitions
 from barcodeflow.settings import Settings
 from producer.client import BatchProducer
 from producer.errors import KafkaUnavailable
@@ -166,14 +166,12 @@ def build_replay_value(
     return out
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+async def _partitions(consumer: AIOKafkaConsumer, settings: Settings, topic: str) -> set[int]:
     """The partitions of ``topic``; empty when the topic does not exist."""
     for _ in range(50):
-        # no subscription: a metadata refresh fetches every topic
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public metadata refresh
-        parts = consumer.partitions_for_topic(topic)
+        parts = await topic_partitions(settings, topic)
         if parts:
-            return set(parts)
+            return parts
         if topic not in await consumer.topics():
             return set()
         await asyncio.sleep(0.2)  # just created: leaders not elected yet
@@ -223,7 +221,7 @@ async def replay(
     producer: BatchProducer | None = None
     try:
         try:
-            parts = await asyncio.wait_for(_partitions(consumer, topic), timeout)
+            parts = await asyncio.wait_for(_partitions(consumer, settings, topic), timeout)
             if not parts:
                 raise ReplayError(f"topic {topic} does not exist on {settings.kafka_bootstrap_servers}")
             tps = [TopicPartition(topic, p) for p in sorted(parts)]

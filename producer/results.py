@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from barcodeflow.aio import cancel_and_wait
-from barcodeflow.kafka import consumer_config
+from barcodeflow.kafka import consumer_config, topic_partitions
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable
 from schemas.validate import peek_batch_id
@@ -146,12 +146,10 @@ class ResultListener(ResultRouter):
 
     async def _start(self, topic: str) -> None:
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(topic)
-        while not parts:
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public metadata refresh
-            parts = self._consumer.partitions_for_topic(topic)
-            if not parts:
-                await asyncio.sleep(0.2)
+        parts = await topic_partitions(self.settings, topic)
+        while not parts:  # the topic is being created: wait for it (bounded by start_timeout)
+            await asyncio.sleep(0.2)
+            parts = await topic_partitions(self.settings, topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
