@@ -285,7 +285,8 @@ PIPELINE_ROLES = ("worker", "worker pool", "sink", "bench client")
 
 
 def git_commit() -> str:
-    """The commit the run measures (``+dirty`` when the work tree has uncommitted changes)."""
+    """The commit the run measures (``+dirty`` when code in the work tree has uncommitted changes; documents,
+    such as the BENCHMARKS.md a previous ``--update-md`` rewrote, do not count)."""
     root = Path(__file__).resolve().parents[1]
     git = shutil.which("git")
     if git is None:
@@ -293,7 +294,7 @@ def git_commit() -> str:
     try:
         head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,  # noqa: S603
                               check=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=root,  # noqa: S603
+        dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md"], cwd=root,  # noqa: S603
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return "unknown"
