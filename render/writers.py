@@ -470,18 +470,23 @@ def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, si
     if size < 1 or not text:
         return
     line, dy, dx, full = _strip(text, size)
-    h, w = line.shape
-    if not h:
+    if not line.shape[0]:
         return
     x0, y0 = round(centre_x - full / 2) + dx, round(baseline) - _ascent(size) - top + dy
+    _blit(image, line, y0, x0)
+
+
+def _blit(image: BoolMatrix, ink: BoolMatrix, y0: int, x0: int) -> None:
+    """OR ``ink`` into ``image`` with its top-left corner at (``y0``, ``x0``), clipped to the image."""
+    h, w = ink.shape
     rows, cols = image.shape
     if x0 >= 0 and y0 >= 0 and x0 + w <= cols and y0 + h <= rows:
         view = image[y0 : y0 + h, x0 : x0 + w]
-        view |= line
+        view |= ink
         return
     ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(cols, x0 + w)
     if ye > ys and xe > xs:
-        image[ys:ye, xs:xe] |= line[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        image[ys:ye, xs:xe] |= ink[ys - y0 : ye - y0, xs - x0 : xe - x0]
 
 
 def linear_raster(symbol: Symbol, spec: RenderSpec, layout: Layout) -> BoolMatrix:
@@ -550,17 +555,8 @@ def _linear_scanlines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes
         image[: bottom - band] = row
     if retail is not None and g.font and guard > bottom:
         image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
-    rows = height - band
     for ink, y0, x0 in glyphs:
-        h, w = ink.shape
-        y0 -= band
-        if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= rows:
-            view = image[y0 : y0 + h, x0 : x0 + w]
-            view |= ink
-            continue
-        ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(width, x0 + w)
-        if ye > ys and xe > xs:
-            image[ys:ye, xs:xe] |= ink[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        _blit(image, ink, y0 - band, x0)
     return (b"\x00" + np.packbits(row).tobytes()) * band + _scanlines(np.packbits(image, axis=1))
 
 
