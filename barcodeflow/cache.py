@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from barcodeflow.redis import RedisGuard, RedisUnavailable
+from barcodeflow.redis import RedisGuard, RedisUnavailable, blocking_redis_client
 from render.batch import CachedImage
 
 KEY_PREFIX = "bf:img:"
 
-__all__ = ["KEY_PREFIX", "CacheStats", "CachedImage", "TwoLevelCache"]
+__all__ = ["KEY_PREFIX", "CacheStats", "CachedImage", "PoolStore", "TwoLevelCache"]
 
 
 @dataclass
@@ -111,9 +112,12 @@ class TwoLevelCache:
         self.stats.misses += sum(1 for k in missing if k not in found)
         return found
 
-    async def put_many(self, entries: Mapping[str, CachedImage]) -> None:
+    def remember(self, entries: Mapping[str, CachedImage]) -> None:
         for key, val in entries.items():
             self.lru.put(key, val)
+
+    async def put_many(self, entries: Mapping[str, CachedImage]) -> None:
+        self.remember(entries)
         if not entries or not self._redis_usable():
             return
         assert self.redis is not None  # noqa: S101 - checked by _redis_usable
@@ -124,3 +128,37 @@ class TwoLevelCache:
             await self.guard.run(pipe.execute)
         except RedisUnavailable:
             self.stats.redis_errors += 1
+
+
+@dataclass
+class PoolStore:
+    """The render pool's ``render.pool.Store``: a pool process writes the images it rendered to Redis
+    itself (one pipeline per task), under the same policy as ``TwoLevelCache`` (short timeout, skipped for
+    a back-off after a failure). It is pickled into each process, which connects on first use. A failure
+    returns False and the caller stores the images the usual way."""
+
+    url: str
+    ttl: int
+    timeout_ms: int = 100
+    backoff_s: float = 1.0
+    _client: Any = field(default=None, init=False, repr=False)
+    _guard: RedisGuard | None = field(default=None, init=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "ttl": self.ttl, "timeout_ms": self.timeout_ms, "backoff_s": self.backoff_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __call__(self, entries: Mapping[str, bytes]) -> bool:
+        if self._guard is None:
+            self._guard = RedisGuard(timeout=self.timeout_ms / 1000, cooldown=self.backoff_s, what="render pool cache")
+            self._client = blocking_redis_client(self.url, timeout_s=self.timeout_ms / 1000)
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in entries.items():
+            pipe.set(KEY_PREFIX + key, value, ex=self.ttl)
+        try:
+            self._guard.call(pipe.execute)
+        except RedisUnavailable:
+            return False
+        return True

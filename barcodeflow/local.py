@@ -5,21 +5,13 @@ above the worker's and the sink's code: it composes ``render.batch`` and the sin
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from barcodeflow.cache import TwoLevelCache
 from render.batch import answer_from_cache, plan_batch, render_task
-from render.pool import Outcome, render_specs
+from render.pool import InlinePool
 from schemas.models import BatchRequest
 from sink.aggregate import BatchAggregator
-
-
-class InlinePool:
-    """``RenderPool``'s interface, rendering in the calling thread."""
-
-    async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
-        return render_specs(specs, validate_only)
 
 
 async def run_batch(

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import redis
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,11 @@ def redis_client(url: str, *, timeout_s: float, health_check_interval: int = 0) 
         retry_on_timeout=False,
         health_check_interval=health_check_interval,
     )
+
+
+def blocking_redis_client(url: str, *, timeout_s: float) -> redis.Redis:
+    """``redis_client`` for code outside an event loop (the render pool's processes)."""
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False)
 
 
 class RedisUnavailable(Exception):
@@ -69,6 +75,18 @@ class RedisGuard:
             result = await asyncio.wait_for(fn(), timeout or self.timeout)
         except asyncio.CancelledError:
             raise
+        except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "not usable now"
+            self.mark_down(exc)
+            raise RedisUnavailable(repr(exc)) from exc
+        self._down_until = 0.0
+        return result
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` with a blocking client, whose socket timeout bounds it; otherwise as ``run``."""
+        if not self.available:
+            raise RedisUnavailable("redis marked down")
+        try:
+            result = fn()
         except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "not usable now"
             self.mark_down(exc)
             raise RedisUnavailable(repr(exc)) from exc

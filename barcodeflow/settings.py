@@ -157,6 +157,12 @@ class Settings:
         return replace(self, **changes)
 
     @property
+    def render_tasks_per_batch(self) -> int:
+        """The most render tasks a worker splits one batch into: two per pool process keeps every process
+        busy while the other task of its pair is in transit; more would only add overhead per task."""
+        return 2 * max(1, self.render_concurrency)
+
+    @property
     def facade_render_processes(self) -> int:
         return self.facade_render_workers if self.facade_render_workers > 0 else max(1, self.render_concurrency)
 

@@ -45,9 +45,16 @@ class ImageCache(Protocol):
 
     async def put_many(self, entries: Mapping[str, CachedImage]) -> None: ...
 
+    def remember(self, entries: Mapping[str, CachedImage]) -> None:
+        """Keep ``entries`` in the process's own memory only (the shared cache has them already)."""
+
 
 class Renderer(Protocol):
     async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]: ...
+
+    async def render_and_store(
+        self, specs: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> tuple[list[Outcome], bool]: ...
 
 
 @dataclass
@@ -61,8 +68,13 @@ class Plan:
         return {it["key"] for task in self.tasks for it in task["items"]}
 
 
-def plan_batch(req: BatchRequest, *, run: str, received_at_ms: int, timeout_s: float) -> Plan:
-    """Validate each item, group identical items (they render once) and split into ≤max_concurrent tasks."""
+def plan_batch(
+    req: BatchRequest, *, run: str, received_at_ms: int, timeout_s: float, max_tasks: int | None = None
+) -> Plan:
+    """Validate each item, group identical items (they render once) and split them into tasks.
+
+    A batch gets at most ``max_concurrent`` tasks (the request's bound) and at most ``max_tasks`` (what the
+    renderer can run at once: more tasks than that only add a round trip, a record and a commit each)."""
     assert req.batch_id is not None  # noqa: S101 - parse_batch assigns one
     opts = req.options
     deadline = received_at_ms + int(timeout_s * 1000)
@@ -92,7 +104,7 @@ def plan_batch(req: BatchRequest, *, run: str, received_at_ms: int, timeout_s: f
         use_cache=not (opts.validate_only or opts.no_cache),
     )
     keys = list(groups)
-    n_tasks = min(opts.max_concurrent, len(keys))
+    n_tasks = min(opts.max_concurrent, len(keys), max_tasks or opts.max_concurrent)
     for t in range(n_tasks):
         plan.tasks.append(
             {
@@ -149,16 +161,21 @@ async def render_task(task: Mapping[str, Any], *, cache: ImageCache, pool: Rende
     unique: dict[str, dict[str, Any]] = {}
     for it in items:
         unique.setdefault(it["key"], it["spec"])
-    outcomes = await pool.run(list(unique.values()), validate_only)
+    if validate_only:
+        outcomes = await pool.run(list(unique.values()), validate_only=True)
+    else:  # the pool stores the new images in the shared cache itself when it can
+        outcomes, stored = await pool.render_and_store(list(unique.values()), list(unique))
     rendered: dict[str, Outcome] = dict(zip(unique, outcomes, strict=True))
     if not validate_only:
-        await cache.put_many(
-            {
-                k: CachedImage(image=o.image, content_type=o.content_type or "", metadata=o.metadata or {})
-                for k, o in rendered.items()
-                if o.success and o.image is not None
-            }
-        )
+        fresh = {
+            k: CachedImage(image=o.image, content_type=o.content_type or "", metadata=o.metadata or {})
+            for k, o in rendered.items()
+            if o.success and o.image is not None
+        }
+        if stored:
+            cache.remember(fresh)
+        else:
+            await cache.put_many(fresh)
     results = []
     seen: set[str] = set()
     for it in items:

@@ -4,6 +4,11 @@ CPU-bound rendering would block Faust's event loop (heartbeats, fetches, commits
 runs in a ``ProcessPoolExecutor``. A chunk of specs is shipped as plain dicts and comes back as
 ``Outcome``s (bytes, not base64), which keeps the IPC cheap. ``InlinePool`` has the same interface and
 renders in the calling thread.
+
+A pool may be given a ``Store``: then ``render_and_store`` also writes each new image to the shared
+cache from the pool process itself, in parallel with the other processes, instead of the caller's event
+loop sending every image a second time (the store's I/O is the caller's code, injected: this package
+does none).
 """
 
 from __future__ import annotations
@@ -13,14 +18,21 @@ import logging
 import multiprocessing
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 from render.core import Outcome
 
 log = logging.getLogger(__name__)
+
+Store = Callable[[Mapping[str, bytes]], bool]
+"""Called in a pool process with ``{cache key: CachedImage.encode()}``; True once the entries are stored."""
+
+T = TypeVar("T")
+
+_store: Store | None = None  # this pool process's store, set by ``_warm``
 
 
 def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
@@ -46,9 +58,27 @@ def render_specs(specs: Sequence[dict[str, Any]], validate_only: bool = False) -
     return out
 
 
-def _warm() -> None:
+def render_and_store(specs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[list[Outcome], bool]:
+    """Runs in a pool process: ``render_specs``, then the successful images go to this process's store
+    under ``keys`` (one per spec). The flag says whether they were stored (False: no store, or it failed)."""
+    from render.batch import CachedImage
+
+    outcomes = render_specs(specs)
+    if _store is None:
+        return outcomes, False
+    entries = {
+        key: CachedImage(image=o.image, content_type=o.content_type or "", metadata=o.metadata or {}).encode()
+        for key, o in zip(keys, outcomes, strict=True)
+        if o.success and o.image is not None
+    }
+    return outcomes, (not entries or _store(entries))
+
+
+def _warm(store: Store | None = None) -> None:
+    global _store
     # Ctrl-C goes to the whole process group: the parent shuts the pool down, children must not trace
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _store = store
     import render  # noqa: F401 - import once per process, not per task
 
 
@@ -58,11 +88,12 @@ class RenderPool:
     ``kind="thread"`` runs the same code in threads (tests, and hosts where spawning is unwelcome).
     """
 
-    def __init__(self, processes: int, *, kind: str = "process") -> None:
+    def __init__(self, processes: int, *, kind: str = "process", store: Store | None = None) -> None:
         if kind not in ("process", "thread"):
             raise ValueError(f"kind must be 'process' or 'thread', not {kind!r}")
         self.processes = max(1, processes)
         self.kind = kind
+        self.store = store if kind == "process" else None  # threads share the module state: no per-process store
         self._ctx = multiprocessing.get_context("spawn")
         self._executor: Executor | None = None
 
@@ -71,7 +102,9 @@ class RenderPool:
             if self.kind == "thread":
                 self._executor = ThreadPoolExecutor(self.processes, thread_name_prefix="render")
             else:
-                self._executor = ProcessPoolExecutor(self.processes, mp_context=self._ctx, initializer=_warm)
+                self._executor = ProcessPoolExecutor(
+                    self.processes, mp_context=self._ctx, initializer=_warm, initargs=(self.store,)
+                )
 
     def stop(self, wait: bool = True) -> None:
         if self._executor is not None:
@@ -79,12 +112,22 @@ class RenderPool:
             self._executor = None
 
     async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
+        return await self._call(render_specs, list(specs), validate_only)
+
+    async def render_and_store(
+        self, specs: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> tuple[list[Outcome], bool]:
+        if self.store is None:
+            return await self.run(specs), False
+        return await self._call(render_and_store, list(specs), list(keys))
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             self.start()
             assert self._executor is not None  # noqa: S101
             try:
-                return await loop.run_in_executor(self._executor, render_specs, list(specs), validate_only)
+                return await loop.run_in_executor(self._executor, fn, *args)
             except BrokenProcessPool:
                 log.error("render pool broke (a child died); restarting it (attempt %d)", attempt)
                 broken, self._executor = self._executor, None
@@ -99,3 +142,8 @@ class InlinePool:
 
     async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
         return render_specs(specs, validate_only)
+
+    async def render_and_store(
+        self, specs: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> tuple[list[Outcome], bool]:
+        return await self.run(specs), False

@@ -19,7 +19,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from barcodeflow.aio import cancel_and_wait
-from barcodeflow.cache import TwoLevelCache
+from barcodeflow.cache import PoolStore, TwoLevelCache
 from barcodeflow.kafka import consumer_config, group_config, producer_config
 from barcodeflow.redis import redis_client
 from barcodeflow.settings import Settings
@@ -136,7 +136,8 @@ class WorkerApp(faust.App):
 def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     app = WorkerApp(**{**faust_config(settings, "worker"), **overrides})
     app.bf_settings = settings
-    app.pool = RenderPool(settings.render_concurrency)
+    store = PoolStore(settings.redis_url, ttl=settings.cache_default_ttl, timeout_ms=settings.cache_timeout_ms)
+    app.pool = RenderPool(settings.render_concurrency, store=store)
     app.render_cache = TwoLevelCache(
         None, max_size=settings.cache_max_size, ttl=settings.cache_default_ttl, timeout_ms=settings.cache_timeout_ms
     )

@@ -174,7 +174,10 @@ class Intake:
                 record = {"kind": "rejected", "batch_id": batch_id, "run": run, "problems": exc.problems}
                 await self.emit(batch_id, record)
             return
-        plan = plan_batch(req, run=run, received_at_ms=now_ms(), timeout_s=self.settings.batch_timeout_s)
+        s = self.settings
+        plan = plan_batch(
+            req, run=run, received_at_ms=now_ms(), timeout_s=s.batch_timeout_s, max_tasks=s.render_tasks_per_batch
+        )
         await self.lookup(plan, include_metadata=req.options.include_metadata)
         sent = asyncio.ensure_future(self.emit(plan.batch_id, plan.open))
         try:

@@ -190,6 +190,14 @@ async def test_valid_batch_becomes_open_then_parts_keyed_by_batch_id() -> None:
     assert result["results"][2]["cached"] is True  # a duplicate of item 0, served from its render
 
 
+async def test_a_batch_gets_no_more_tasks_than_the_pool_runs_at_once() -> None:
+    w = World()
+    await w.intake.handle(rec(request("big", *map(str, range(100)), max_concurrent=10)))
+    opened, *parts = w.items()
+    assert len(parts) == SETTINGS.render_tasks_per_batch == 2 * SETTINGS.render_concurrency
+    assert sorted(r["index"] for p in parts for r in p["results"]) == list(range(100))
+
+
 async def test_fully_cached_batch_is_a_single_open_record_and_no_render() -> None:
     w = World()
     req = request("hot", "x", "y", "")

@@ -57,6 +57,17 @@ def test_tasks_never_exceed_max_concurrent(max_concurrent: int) -> None:
     assert sorted(t["chunk"] for t in p.tasks) == sorted(str(i) for i in range(max_concurrent))
 
 
+@pytest.mark.parametrize(("max_concurrent", "max_tasks", "n"), [(10, 4, 4), (3, 4, 3), (10, None, 10), (10, 20, 10)])
+def test_the_renderer_bounds_the_number_of_tasks_too(max_concurrent: int, max_tasks: int | None, n: int) -> None:
+    opts = {"max_concurrent": max_concurrent}
+    req = parse_batch({"batch_id": "b", "barcodes": qr(*map(str, range(100))), "options": opts})
+    p = plan_batch(req, run="3:14", received_at_ms=1000, timeout_s=10, max_tasks=max_tasks)
+    assert len(p.tasks) == n
+    assert sorted(it["index"] for t in p.tasks for it in t["items"]) == list(range(100))
+    sizes = [len(t["items"]) for t in p.tasks]
+    assert max(sizes) - min(sizes) <= 1  # even tasks: none waits behind a long one
+
+
 def test_fewer_distinct_items_than_max_concurrent() -> None:
     p = plan(qr(*["same"] * 8, "other"))
     assert len(p.tasks) == 2

@@ -26,6 +26,11 @@ class BrokenPool:
     async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
         raise RuntimeError("pool exploded")
 
+    async def render_and_store(
+        self, specs: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> tuple[list[Outcome], bool]:
+        raise RuntimeError("pool exploded")
+
 
 @pytest.fixture
 def app(tmp_path: Path) -> WorkerApp:
