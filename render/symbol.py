@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -11,8 +11,7 @@ import numpy.typing as npt
 BoolMatrix = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True, slots=True)
-class Retail:
+class Retail(NamedTuple):
     """EAN/UPC human-readable layout, in modules from the first bar (negative: in the left quiet zone).
 
     ``digits``: (text, centre x, small) groups printed under the bars (small: UPC's outer digits);
