@@ -198,8 +198,12 @@ def _error(data: str, why: str, kind: str = "GS1 element string") -> InvalidData
 
 def check_digit(body: str) -> str:
     """GS1 mod-10 check digit of a digit string (weights 3, 1, 3, … from the right)."""
-    total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))
-    return str((10 - total % 10) % 10)
+    if body.isascii() and body.isdigit():  # summed as bytes: each digit is its code minus 48
+        odd, even = body[-1::-2].encode(), body[-2::-2].encode()
+        total = 3 * (sum(odd) - 48 * len(odd)) + sum(even) - 48 * len(even)
+    else:  # int() raises for what is not a digit
+        total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))
+    return str(-total % 10)
 
 
 def _lookup(data: str, text: str) -> GS1ApplicationIdentifier:

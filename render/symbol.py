@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -11,8 +11,7 @@ import numpy.typing as npt
 BoolMatrix = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True, slots=True)
-class Retail:
+class Retail(NamedTuple):
     """EAN/UPC human-readable layout, in modules from the first bar (negative: in the left quiet zone).
 
     ``digits``: (text, centre x, small) groups printed under the bars (small: UPC's outer digits);
@@ -59,10 +58,12 @@ class Symbol:
         return int(self.modules.shape[0])
 
 
+_DARK = bytes(c == ord("1") for c in range(256))  # pattern byte -> 1 for "1", else 0: a bool's byte
+
+
 def pattern_to_modules(pattern: str) -> BoolMatrix:
-    """``'10110…'`` → a ``(1, n)`` boolean matrix."""
-    raw = np.frombuffer(pattern.encode("ascii"), dtype=np.uint8)
-    return (raw == ord("1")).reshape(1, -1)
+    """``'10110…'`` → a ``(1, n)`` boolean matrix (read-only: it views the translated bytes)."""
+    return np.frombuffer(pattern.encode("ascii").translate(_DARK), dtype=np.bool_).reshape(1, -1)
 
 
 def with_margin(modules: BoolMatrix, margin: int, *, linear: bool) -> BoolMatrix:

@@ -45,8 +45,8 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -76,8 +76,10 @@ MARKER_NEED = 7  # modules of quiet zone a < or > marker needs
 BEARER_MODULES = 5  # ITF-14 bearer bar thickness, X
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
+class Layout(NamedTuple):
+    """Sizes of one image. A NamedTuple, like ``Geometry``: built for every image, and a tuple is several times
+    cheaper to build than a frozen dataclass."""
+
     margin: int  # quiet zone, modules (1D: the left one)
     cols: int  # modules across, quiet zone included
     rows: int  # modules down, quiet zone included (1D: 1)
@@ -202,8 +204,7 @@ def _matrix_path(modules: BoolMatrix, margin: int) -> str:
     return "".join([f"M{x + margin} {y}h{w}v{h}h-{w}z" for x, y, w, h in zip(xs, ys, ws, hs, strict=True)])
 
 
-@dataclass(frozen=True, slots=True)
-class Geometry:
+class Geometry(NamedTuple):
     """Vertical layout of a 1D symbol in px (floats) for a given px-per-module ``unit``; x in modules."""
 
     height: float
@@ -443,15 +444,10 @@ def _cell(char: str, size: int) -> BoolMatrix:
     return cell
 
 
-@lru_cache(maxsize=64)
-def _ascent(size: int) -> int:
-    return int(_font(size).getmetrics()[0])
-
-
 @lru_cache(maxsize=1024)
 def _strip(text: str, size: int) -> tuple[BoolMatrix, int, int, int]:
-    """``text`` as one line of cells, cut to its inked part: (ink, rows above it, columns left of it, line
-    width). Read-only: shared by every image that prints this text at this size."""
+    """``text`` as one line of cells, cut to its inked part: (ink, rows from its top to the baseline, columns
+    left of it, line width). Read-only: shared by every image that prints this text at this size."""
     line = np.concatenate([_cell(ch, size) for ch in text], axis=1) if len(text) > 1 else _cell(text, size)
     ys, xs = np.nonzero(line.any(axis=1))[0], np.nonzero(line.any(axis=0))[0]
     if ys.size == 0:
@@ -461,7 +457,7 @@ def _strip(text: str, size: int) -> tuple[BoolMatrix, int, int, int]:
     dy, dx = int(ys[0]), int(xs[0])
     ink = np.ascontiguousarray(line[dy : int(ys[-1]) + 1, dx : int(xs[-1]) + 1])
     ink.flags.writeable = False
-    return ink, dy, dx, int(line.shape[1])
+    return ink, _font(size).getmetrics()[0] - dy, dx, int(line.shape[1])
 
 
 def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, size: int, top: int = 0) -> None:
@@ -469,24 +465,28 @@ def draw_text(image: BoolMatrix, text: str, centre_x: float, baseline: float, si
     part of the picture from row ``top`` down."""
     if size < 1 or not text:
         return
-    line, dy, dx, full = _strip(text, size)
+    line, rise, dx, full = _strip(text, size)
     if not line.shape[0]:
         return
-    x0, y0 = round(centre_x - full / 2) + dx, round(baseline) - _ascent(size) - top + dy
+    x0, y0 = round(centre_x - full / 2) + dx, round(baseline) - rise - top
     _blit(image, line, y0, x0)
 
 
-def _blit(image: BoolMatrix, ink: BoolMatrix, y0: int, x0: int) -> None:
-    """OR ``ink`` into ``image`` with its top-left corner at (``y0``, ``x0``), clipped to the image."""
+def _blit(image: BoolMatrix, ink: BoolMatrix, y0: int, x0: int, blank: bool = False) -> None:
+    """OR ``ink`` into ``image`` with its top-left corner at (``y0``, ``x0``), clipped to the image; ``blank``:
+    that part of the image is known to be blank, so a copy does (an in-place OR costs about three)."""
     h, w = ink.shape
     rows, cols = image.shape
-    if x0 >= 0 and y0 >= 0 and x0 + w <= cols and y0 + h <= rows:
-        view = image[y0 : y0 + h, x0 : x0 + w]
-        view |= ink
-        return
-    ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(cols, x0 + w)
-    if ye > ys and xe > xs:
-        image[ys:ye, xs:xe] |= ink[ys - y0 : ye - y0, xs - x0 : xe - x0]
+    if not (x0 >= 0 and y0 >= 0 and x0 + w <= cols and y0 + h <= rows):
+        ys, xs, ye, xe = max(0, y0), max(0, x0), min(rows, y0 + h), min(cols, x0 + w)
+        if ye <= ys or xe <= xs:
+            return
+        ink = ink[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        y0, x0, h, w = ys, xs, ye - ys, xe - xs
+    if blank:
+        image[y0 : y0 + h, x0 : x0 + w] = ink
+    else:
+        image[y0 : y0 + h, x0 : x0 + w] |= ink
 
 
 def linear_raster(symbol: Symbol, spec: RenderSpec, layout: Layout) -> BoolMatrix:
@@ -523,41 +523,64 @@ def linear_raster(symbol: Symbol, spec: RenderSpec, layout: Layout) -> BoolMatri
     return image
 
 
+_FILTER = 8  # pixels of a padded row that pack into the PNG filter byte
+
+
 def _linear_scanlines(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
     """PNG scanlines (filter byte + packed pixels) of ``linear_raster``'s image, packing only the rows below
     the bars (text band, guard extensions): the rows above are the packed bar row, repeated. Symbols with
     bearers or an add-on (their rows differ above the band) are packed whole."""
     s = layout.png_scale
-    full = np.zeros(layout.cols, dtype=np.bool_)
-    full[layout.margin : layout.margin + symbol.cols] = symbol.modules[0]
-    row = np.repeat(full, s)
-    width, height = row.size, layout.png_height
+    width, height = layout.png_width, layout.png_height
     g = geometry(symbol, spec, layout, float(width), float(height))
     retail = symbol.retail
     top, bottom, guard = round(g.bars[0]), round(g.bars[1]), round(g.guard_bottom)
     if g.bearer or (retail is not None and retail.addon is not None) or top != 0 or not 0 <= bottom <= height:
         return _scanlines(np.packbits(linear_raster(symbol, spec, layout), axis=1))
-    band = bottom  # first row that is not a plain bar row: the band, or a glyph reaching above it
-    glyphs: list[tuple[BoolMatrix, int, int]] = []  # (ink, top row, left column) as draw_text places them
-    for text, x, y, size in g.texts:
+    glyphs, band = _placed_glyphs(g.texts, s, bottom)
+    # Row 0 is the bar row, rows 1.. the image from row ``band`` down. Every row starts with _FILTER blank
+    # pixels: packed, they are the scanline's filter byte (0).
+    image = np.zeros((1 + height - band, _FILTER + width), dtype=np.bool_)
+    line = image[0]
+    x = _FILTER + layout.margin * s
+    line[x : x + symbol.cols * s].reshape(-1, s)[:] = symbol.modules.T
+    _stamp(image[1:, _FILTER:], glyphs, band)
+    if bottom > band:
+        image[1 : 1 + bottom - band] |= line
+    if retail is not None and g.font and guard > bottom:
+        image[1 + bottom - band : 1 + guard - band] |= line & _guard_mask(width, layout.margin, s, retail.guards)
+    packed = np.packbits(image, axis=1).tobytes()
+    stride = len(packed) // len(image)
+    return packed[:stride] * band + packed[stride:]
+
+
+def _stamp(image: BoolMatrix, glyphs: list[tuple[BoolMatrix, int, int]], top: int) -> None:
+    """Draw glyph strips (ink, top row, left column) into ``image``, the blank picture from row ``top`` down:
+    copied where it starts right of every strip drawn before, else ORed."""
+    right = float("-inf")  # right edge of the strips drawn so far (EAN/UPC digits come left to right)
+    for ink, y0, x0 in glyphs:
+        _blit(image, ink, y0 - top, x0, blank=x0 >= right)
+        right = max(right, x0 + ink.shape[1])
+
+
+def _placed_glyphs(
+    texts: tuple[tuple[str, float, float, float], ...], scale: int, bottom: int
+) -> tuple[list[tuple[BoolMatrix, int, int]], int]:
+    """(ink, top row, left column) of each text as ``draw_text`` places it, and the first row that is not a
+    plain bar row (``bottom``, or higher where a glyph reaches above it)."""
+    band = bottom
+    glyphs = []
+    for text, x, y, size in texts:
         px = int(size)
         if px >= 1 and text:
-            ink, dy, dx, line_w = _strip(text, px)
+            ink, rise, dx, line_w = _strip(text, px)
             if ink.size:
-                top_row = round(y) - _ascent(px) + dy
-                glyphs.append((ink, top_row, round(x * s - line_w / 2) + dx))
+                top_row = round(y) - rise
+                glyphs.append((ink, top_row, round(x * scale - line_w / 2) + dx))
                 band = min(band, top_row)
             else:
                 band = min(band, round(y))
-    band = max(0, band)
-    image = np.zeros((height - band, width), dtype=np.bool_)
-    if bottom > band:
-        image[: bottom - band] = row
-    if retail is not None and g.font and guard > bottom:
-        image[bottom - band : guard - band] = row & _guard_mask(width, layout.margin, s, retail.guards)
-    for ink, y0, x0 in glyphs:
-        _blit(image, ink, y0 - band, x0)
-    return (b"\x00" + np.packbits(row).tobytes()) * band + _scanlines(np.packbits(image, axis=1))
+    return glyphs, max(0, band)
 
 
 def _scanlines(packed: np.ndarray) -> bytes:
@@ -568,10 +591,11 @@ def _scanlines(packed: np.ndarray) -> bytes:
 
 @lru_cache(maxsize=256)
 def _guard_mask(width: int, margin: int, scale: int, guards: tuple[tuple[int, int], ...]) -> BoolMatrix:
-    """Pixel columns of the EAN/UPC guard bars (the ones extended into the text band)."""
-    mask = np.zeros(width, dtype=np.bool_)
+    """Pixel columns of the EAN/UPC guard bars (the ones extended into the text band), on a row padded with
+    the ``_FILTER`` pixels."""
+    mask = np.zeros(_FILTER + width, dtype=np.bool_)
     for start, end in guards:
-        mask[(margin + start) * scale : (margin + end) * scale] = True
+        mask[_FILTER + (margin + start) * scale : _FILTER + (margin + end) * scale] = True
     mask.flags.writeable = False
     return mask
 

@@ -397,8 +397,13 @@ def encode_isbn13(data: str) -> Symbol:
     return _ean13_symbol(ean13_pattern(data), data, data, "")
 
 
+def _weighted_sum(digits: str, weights: range) -> int:
+    """Sum of weight × digit over ASCII ``digits``, taken from their bytes (digit + 48)."""
+    return sum(map(mul, weights, digits.encode())) - 48 * sum(weights)
+
+
 def _isbn10_check(body: str) -> str:
-    rest = sum(map(mul, range(1, 10), map(int, body))) % 11  # body: 9 digits
+    rest = _weighted_sum(body, range(1, 10)) % 11  # body: 9 digits
     return "X" if rest == 10 else str(rest)
 
 
@@ -428,7 +433,7 @@ def encode_isbn10(data: str) -> Symbol:
 
 
 def _issn_check(body: str) -> str:
-    rest = (11 - sum(map(mul, range(8, 1, -1), map(int, body))) % 11) % 11  # body: 7 digits
+    rest = -_weighted_sum(body, range(8, 1, -1)) % 11  # body: 7 digits
     return "X" if rest == 10 else str(rest)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from render import SUPPORTED_TYPES, Rendered, normalize_item, render
 from render import writers as writers_module
 from render._text import strip_controls
+from render.registry import REGISTRY
 from schemas.errors import InvalidOption
 from tests.render.helpers import SAMPLE, SVG_NS, parse_svg, png_dark, png_row, svg_modules
 
@@ -227,3 +228,36 @@ def test_svg_path_matches_png_modules_for_every_type() -> None:
         linear = png.metadata["rows"] == 1
         sampled = png_row(png.image)[:, ::3] if linear else png_dark(png.image)[::3, ::3]
         assert np.array_equal(svg_modules(svg.image, linear=linear), sampled), barcode_type
+
+
+LINEAR_TYPES = [t for t in SUPPORTED_TYPES if REGISTRY[t].linear]
+PRINT_OPTIONS: list[dict[str, Any]] = [
+    {},
+    {"module_size": 3},
+    {"width": 333, "height": 50},
+    {"module_size": 1, "height": 12},
+    {"margin": 0, "height": 200},
+    {"bar_height_mm": 10, "dpi": 300},
+]
+
+
+@pytest.mark.parametrize("barcode_type", LINEAR_TYPES)
+@pytest.mark.parametrize("options", PRINT_OPTIONS, ids=str)
+def test_1d_png_rows_are_the_full_raster(barcode_type: str, options: dict[str, Any]) -> None:
+    """write_png packs only the text band and repeats the bar row: the pixels are ``raster``'s."""
+    if options.get("module_size") == 3 and barcode_type in ("ean13", "ean8", "upca", "upce", "jan", "isbn13"):
+        options = {**options, "quiet_zone_markers": True}
+    spec = normalize_item({"barcode_type": barcode_type, "data": SAMPLE[barcode_type], "options": options})
+    symbol = REGISTRY[barcode_type].encode(spec.data, None)
+    layout = writers_module.compute_layout(symbol, spec)
+    png = writers_module.write_png(symbol, spec, layout)
+    assert np.array_equal(png_dark(png), writers_module.raster(symbol, layout, spec))
+
+
+def test_overlapping_glyph_strips_are_ored() -> None:
+    image = np.zeros((4, 8), dtype=np.bool_)
+    first = np.array([[True, False, True]])
+    second = np.array([[False, True, False, False]])
+    writers_module._stamp(image, [(first, 1, 2), (second, 1, 4)], top=0)  # second starts inside first
+    assert image[1].tolist() == [False, False, True, False, True, True, False, False]
+    assert not image[[0, 2, 3]].any()
