@@ -34,6 +34,13 @@ class CachedImage:
         return head + b"\n" + self.image
 
     @classmethod
+    def of(cls, outcome: Outcome) -> CachedImage | None:
+        """The image of a successful render, as the cache keeps it (None for a failure)."""
+        if not outcome.success or outcome.image is None:
+            return None
+        return cls(image=outcome.image, content_type=outcome.content_type or "", metadata=outcome.metadata or {})
+
+    @classmethod
     def decode(cls, raw: bytes) -> CachedImage:
         head, _, image = raw.partition(b"\n")
         doc = orjson.loads(head)
@@ -167,11 +174,7 @@ async def render_task(task: Mapping[str, Any], *, cache: ImageCache, pool: Rende
         outcomes, stored = await pool.render_and_store(list(unique.values()), list(unique))
     rendered: dict[str, Outcome] = dict(zip(unique, outcomes, strict=True))
     if not validate_only:
-        fresh = {
-            k: CachedImage(image=o.image, content_type=o.content_type or "", metadata=o.metadata or {})
-            for k, o in rendered.items()
-            if o.success and o.image is not None
-        }
+        fresh = {k: img for k, o in rendered.items() if (img := CachedImage.of(o)) is not None}
         if stored:
             cache.remember(fresh)
         else:

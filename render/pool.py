@@ -66,11 +66,7 @@ def render_and_store(specs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tu
     outcomes = render_specs(specs)
     if _store is None:
         return outcomes, False
-    entries = {
-        key: CachedImage(image=o.image, content_type=o.content_type or "", metadata=o.metadata or {}).encode()
-        for key, o in zip(keys, outcomes, strict=True)
-        if o.success and o.image is not None
-    }
+    entries = {key: img.encode() for key, o in zip(keys, outcomes, strict=True) if (img := CachedImage.of(o))}
     return outcomes, (not entries or _store(entries))
 
 
