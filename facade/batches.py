@@ -33,6 +33,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from barcodeflow.aio import cancel_and_wait
 from facade.errors import ApiError, FacadeCode, doc_error
 from facade.fastpath import cached_result
 from facade.guard import Principal, guard
@@ -91,6 +92,16 @@ async def _publish(producer: Any, batch: BatchRequest, timeout: float, metrics: 
             headers={"Retry-After": "5", "Location": _location(bid)},
             batch_id=bid,
         ) from None
+
+
+async def _drop(task: asyncio.Future[Any] | None) -> None:
+    """Forget the cache lookup of a request answered otherwise (its outcome, even a failure, is not needed)."""
+    if task is None:
+        return
+    if not task.done():
+        await cancel_and_wait(task)  # type: ignore[arg-type]
+    elif not task.cancelled():
+        task.exception()  # retrieved: a failed lookup only cost this request its fast path
 
 
 def _too_large(limit: int) -> ApiError:
@@ -193,19 +204,23 @@ async def submit_batch(
         metrics.batches.labels("unavailable").inc()
         raise _unavailable("Kafka is unavailable; the batch was not accepted")
 
+    # the cache is asked while the claim and the publication are under way: its answer is only used once
+    # both succeeded, and a 100-item miss costs no time the client waits for
+    fast_task = asyncio.ensure_future(cached_result(batch, state.images.cache)) if wait and wait_s > 0 else None
+    lst = listener.instance
     try:
         await state.results.claim(batch_id, principal.key_id)
     except ApiError:
         metrics.batches.labels("conflict").inc()
+        await _drop(fast_task)
         raise
-    fast = await cached_result(batch, state.images.cache) if wait and wait_s > 0 else None
-    lst = listener.instance
     future = lst.expect(batch_id)
     started = time.perf_counter()
     try:
         # published (and acknowledged) before answering, even when the cache has the answer:
         # every batch answered is on the record in barcode.requests
         await _publish(publisher.instance, batch, settings.facade_publish_timeout_s, metrics)
+        fast = await fast_task if fast_task is not None else None
         if fast is not None:
             # this answer goes to this client only: the sink's record of the batch is the one stored
             metrics.batches.labels("completed_from_cache").inc()
@@ -220,6 +235,7 @@ async def submit_batch(
         result: bytes = future.result()  # the record's value, answered as it is
     finally:
         lst.forget(batch_id)
+        await _drop(fast_task)
     metrics.batches.labels("completed").inc()
     metrics.batch_wait.observe(time.perf_counter() - started)
     metrics.count_item_errors(result)

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         host=settings.facade_host,
         port=settings.facade_port,
         workers=None,
+        http="httptools",
         # the facade resolves client addresses itself (trusted_proxies); uvicorn must not rewrite them
         proxy_headers=False,
         forwarded_allow_ips="",

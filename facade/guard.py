@@ -1,6 +1,7 @@
-"""The dependency every ``/v1`` route runs first: per-IP rate limit, API key check, per-key rate limit.
+"""The dependency every ``/v1`` route runs first: the rate limits (per client IP, and per API key when the
+key is known), then the API key check.
 
-The per-IP limit comes before authentication so that guessing keys is rate limited too.
+The per-IP limit is checked whatever the key, and before a 401, so that guessing keys is rate limited too.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ async def guard(request: Request, api_key: Annotated[str | None, Security(api_ke
     state = request.app.state.facade
     peer = request.scope.get("client")
     ip = client_ip(peer[0] if peer else None, request.headers.getlist("x-forwarded-for"), state.trusted_proxies)
-    await state.limiter.check("ip", ip)
     kid = state.auth.identify(api_key)
+    # the address is always counted (guessing keys is rate limited too), a known key's own bucket with it
+    hits = [("ip", ip)] if kid is None or kid == ANONYMOUS else [("ip", ip), ("key", kid)]
+    await state.limiter.check(*hits)
     if kid is None:
         state.metrics.auth_failures.inc()
         raise ApiError(
@@ -35,6 +38,4 @@ async def guard(request: Request, api_key: Annotated[str | None, Security(api_ke
             f"missing or invalid API key (send it in the {API_KEY_HEADER} header)",
             headers={"WWW-Authenticate": f'APIKey header="{API_KEY_HEADER}"'},
         )
-    if kid != ANONYMOUS:
-        await state.limiter.check("key", kid)
     return Principal(key_id=kid, ip=ip)

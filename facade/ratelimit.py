@@ -138,16 +138,20 @@ class RateLimiter:
     def enabled(self) -> bool:
         return bool(self.items)
 
-    async def check(self, scope: str, identity: str) -> None:
-        """Count one request of ``identity``; raise ``ApiError`` 429 (or 503 when failing closed)."""
-        if not self.items:
+    async def check(self, *hits: tuple[str, str]) -> None:
+        """Count one request against each ``(scope, identity)`` bucket; raise ``ApiError`` 429 for the
+        first bucket (in the order given) that is over its limit, or 503 when failing closed.
+
+        The buckets are hit concurrently (one Redis round trip of latency, not one per bucket), so a request
+        refused for one bucket still counts against the others."""
+        if not self.items or not hits:
             return
-        for item in self.items:
-            try:
-                allowed = await self.guard.run(partial(self.strategy.hit, item, scope, identity))
-            except RedisUnavailable:  # storage errors of any kind, including timeouts, and the cooldown after
-                self._storage_failed()
-                return
+        checks = [(item, scope, identity) for scope, identity in hits for item in self.items]
+        outcomes = await asyncio.gather(*(self._hit(*c) for c in checks))
+        if any(allowed is None for allowed in outcomes):  # storage errors of any kind, timeouts, the cooldown
+            self._storage_failed()
+            return
+        for (item, scope, identity), allowed in zip(checks, outcomes, strict=True):
             if not allowed:
                 retry_after = await self._retry_after(item, scope, identity)
                 self.metrics.rate_limited.labels(scope).inc()
@@ -157,6 +161,13 @@ class RateLimiter:
                     f"rate limit {item} per {'client address' if scope == 'ip' else 'API key'} exceeded",
                     headers={"Retry-After": str(retry_after)},
                 )
+
+    async def _hit(self, item: RateLimitItem, scope: str, identity: str) -> bool | None:
+        """Whether the hit was allowed; None when the storage failed."""
+        try:
+            return await self.guard.run(partial(self.strategy.hit, item, scope, identity))
+        except RedisUnavailable:
+            return None
 
     async def _retry_after(self, item: RateLimitItem, scope: str, identity: str) -> int:
         try:

@@ -53,6 +53,25 @@ def test_unauthenticated_requests_count_against_the_address(make_harness: MakeHa
     assert _get(hx, "wrong").status_code == 429
 
 
+def test_both_buckets_are_counted_and_the_address_is_named_first(make_harness: MakeHarness) -> None:
+    """The address and the key are hit together: a request refused for its address still used one of
+    its key's requests, and when both are over, the 429 names the address."""
+    hx = make_harness(
+        settings={"rate_limit": "2/minute", "trusted_proxies": ("10.0.0.1",)},
+        client_ip="10.0.0.1",
+        keys=("k0", "k1"),
+    )
+    busy = {"X-Forwarded-For": "203.0.113.7"}
+    assert [_ok(_get(hx, "k1", **busy).status_code) for _ in range(2)] == [True, True]
+    refused = _get(hx, "k0", **busy)  # the address is over its limit; k0 is charged all the same
+    assert refused.status_code == 429
+    assert "per client address" in refused.json()["error"]["message"]
+    assert _ok(_get(hx, "k0", **{"X-Forwarded-For": "203.0.113.8"}).status_code)
+    refused = _get(hx, "k0", **{"X-Forwarded-For": "203.0.113.9"})  # k0's third request within the minute
+    assert refused.status_code == 429
+    assert "per API key" in refused.json()["error"]["message"]
+
+
 def test_spoofed_forwarded_for_from_loopback_does_not_escape_the_limit(make_harness: MakeHarness) -> None:
     """127.0.0.1 is not a configured proxy: its X-Forwarded-For is ignored."""
     keys = tuple(f"k{i}" for i in range(6))
