@@ -2,7 +2,7 @@
 
 Each request is decoded and validated once, planned, answered from the cache where it can be, and its
 misses handed to the render agent (``stream_app.app``). A request's offset is committed only once its
-``open`` record and every ``part`` are acknowledged by the broker (``InFlight``): a crash re-reads every
+``open`` and ``part`` records are acknowledged by the broker (``InFlight``): a crash re-reads every
 request whose output was not complete, and the sink recognises what it already has (same ``run``).
 This replaces Faust's per-event acknowledgement for the intake (faust-streaming #606: offsets
 committed past messages in flight with ``concurrency>1``; #527/#596/#629: records acknowledged unseen
@@ -29,11 +29,16 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from barcodeflow.cache import TwoLevelCache
 from barcodeflow.kafka import Rebalance, send_until_acked
 from barcodeflow.settings import Settings
-from render.batch import Plan, answer_from_cache, plan_batch
+from render.batch import Plan, answer_from_cache, merge_parts, plan_batch
 from schemas.errors import BatchValidationError, ErrorCode
 from schemas.validate import parse_batch, peek_batch_id
 
 log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL_S = 0.2
+"""Under load the intake commits at most this often (an idle iteration commits at once): every commit is a
+request to the group coordinator and a write to ``__consumer_offsets``; a crash re-reads at most this much
+more, which the sink recognises as the same runs."""
 
 RenderTasks = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
@@ -109,6 +114,7 @@ class Intake:
         self._room = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._committed: dict[int, int] = {}
+        self._commit_at = 0.0
 
     def listener(self) -> ConsumerRebalanceListener:
         return Rebalance(self.revoked, self.assigned)
@@ -128,7 +134,10 @@ class Intake:
                     task = asyncio.create_task(self._handle(rec, ticket))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-            await self.commit()
+            now = asyncio.get_running_loop().time()
+            if not batches or now - self._commit_at >= COMMIT_INTERVAL_S:
+                self._commit_at = now
+                await self.commit()
 
     async def _handle(self, rec: Any, ticket: tuple[int, int, int]) -> None:
         try:
@@ -185,7 +194,7 @@ class Intake:
         except BaseException:
             await sent  # never finish (and so commit) a request before its open record is acknowledged
             raise
-        await asyncio.gather(sent, *(self.emit(plan.batch_id, part) for part in parts))
+        await asyncio.gather(sent, *([self.emit(plan.batch_id, merge_parts(parts))] if parts else []))
         self.stats["answered_from_cache" if not plan.tasks else "dispatched"] += 1
 
     async def lookup(self, plan: Plan, *, include_metadata: bool) -> None:

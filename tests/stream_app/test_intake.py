@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 
 from barcodeflow.cache import TwoLevelCache
@@ -170,13 +171,14 @@ def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e.result for off, r in enumerate(items) for e in agg.apply(0, off, r, 0)]
 
 
-async def test_valid_batch_becomes_open_then_parts_keyed_by_batch_id() -> None:
+async def test_valid_batch_becomes_open_then_one_part_keyed_by_batch_id() -> None:
     w = World()
     req = request("b1", "a", "b", "a", "", max_concurrent=2)  # a twice, an invalid empty item
     await w.intake.handle(rec(req, partition=1, offset=41))
     items = w.items()
     opened, *parts = items
-    assert opened["kind"] == "open" and [p["kind"] for p in parts] == ["part", "part"]
+    assert opened["kind"] == "open" and [p["kind"] for p in parts] == ["part"]  # two tasks, one record
+    assert parts[0]["chunk"] == "0+1"
     assert opened["run"] == "1:41" and {p["run"] for p in parts} == {"1:41"}
     assert opened["total"] == 4 and opened["deadline"] == opened["received_at"] + 10_000
     [invalid] = opened["results"]
@@ -193,9 +195,11 @@ async def test_valid_batch_becomes_open_then_parts_keyed_by_batch_id() -> None:
 async def test_a_batch_gets_no_more_tasks_than_the_pool_runs_at_once() -> None:
     w = World()
     await w.intake.handle(rec(request("big", *map(str, range(100)), max_concurrent=10)))
-    opened, *parts = w.items()
-    assert len(parts) == SETTINGS.render_tasks_per_batch == 2 * SETTINGS.render_concurrency
-    assert sorted(r["index"] for p in parts for r in p["results"]) == list(range(100))
+    opened, part = w.items()
+    [tasks] = w.renderer.calls
+    assert len(tasks) == SETTINGS.render_tasks_per_batch == 2 * SETTINGS.render_concurrency
+    assert part["chunk"] == "+".join(t["chunk"] for t in tasks)
+    assert sorted(r["index"] for r in part["results"]) == list(range(100))
 
 
 async def test_fully_cached_batch_is_a_single_open_record_and_no_render() -> None:
@@ -285,10 +289,10 @@ async def test_commit_waits_for_the_acks_of_open_and_parts() -> None:
     req = request("b1", "a", "b", max_concurrent=2)
     async with w.running():
         w.consumer.push([rec(req, offset=7)])
-        await w.producer.wait_sent(3)  # open + 2 parts, none acknowledged
+        await w.producer.wait_sent(2)  # open + the part of both tasks, none acknowledged
         await w.consumer.turn()  # a full iteration of the loop while they wait
         assert w.consumer.committed_offsets(0) == [7]  # the request itself: read again after a crash
-        assert len(w.producer.unacked()) == 3
+        assert len(w.producer.unacked()) == 2
         w.producer.ack()
         await w.settled()
         await w.consumer.turn()
@@ -423,3 +427,20 @@ async def test_a_request_finishing_after_revocation_does_not_commit_the_new_read
         await w.consumer.turn()
         assert w.consumer.committed_offsets(0) == [5, 5, 6]
     assert [r["kind"] for r in w.items()] == ["open", "open", "part", "part"]  # the sink dedups by run
+    assert len({r["chunk"] for r in w.items() if r["kind"] == "part"}) == 1  # the same chunk id: a duplicate
+
+
+async def test_under_load_commits_wait_for_the_interval_and_an_idle_turn_commits_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("stream_app.intake.COMMIT_INTERVAL_S", 3600.0)
+    w = World()
+    async with w.running():
+        await w.feed([rec(request("a", "1"), offset=0)])  # the first iteration commits (no commit yet)
+        for off in (1, 2, 3):  # iterations that bring records, within the interval: no commit
+            w.consumer.push([rec(request(f"b{off}", "1"), offset=off)])
+            await w.consumer.polled(off + 2)
+        await w.settled()
+        assert w.consumer.committed_offsets(0) == [0]
+        await w.consumer.turn()  # an iteration without records commits what finished
+        assert w.consumer.committed_offsets(0) == [0, 4]
