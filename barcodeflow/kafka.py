@@ -40,7 +40,9 @@ def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "enable_auto_commit": False,
         "max_partition_fetch_bytes": settings.max_message_bytes,
         "fetch_max_bytes": max(settings.max_message_bytes * 2, 52_428_800),
-        "fetch_max_wait_ms": 50,
+        # the broker answers a fetch as soon as one byte is there (fetch.min.bytes=1): this bounds only an
+        # idle wait, and at 50 ms an idle worker and sink spent 0.03 and 0.02 cores on empty fetches
+        "fetch_max_wait_ms": 500,
         "request_timeout_ms": 10_000,
     }
 

@@ -12,7 +12,9 @@ re-submission with the same ``batch_id`` is a new one):
 * ``{"kind": "open", "batch_id", "run", "total", "ids", "received_at", "deadline", "replay", "results"}``
   — ``results`` are the items answered at dispatch (invalid items, cache hits): a batch answered in
   full from the cache is complete with its ``open`` record alone.
-* ``{"kind": "part", "batch_id", "run", "chunk", "deadline", "results": [item result, ...]}``
+* ``{"kind": "part", "batch_id", "run", "chunk", "deadline", "results": [item result, ...]}`` — a worker
+  writes one per run (``chunk`` names its render tasks, ``0+1+2+3``); a run may have several (a
+  request read again and planned otherwise): results merge by index, a chunk seen before is a duplicate.
 * ``{"kind": "rejected", "batch_id", "run", "problems", "replay"}`` — a batch rejected as a whole.
 
 **Commit contract.** Per partition, the committed offset is the lowest offset of a record whose run is
