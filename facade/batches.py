@@ -94,6 +94,13 @@ async def _publish(producer: Any, batch: BatchRequest, timeout: float, metrics: 
         ) from None
 
 
+EARLY_LOOKUP_MAX_ITEMS = 10
+
+
+def _lookup(batch: BatchRequest, state: Any) -> asyncio.Future[dict[str, Any] | None]:
+    return asyncio.ensure_future(cached_result(batch, state.images.cache))
+
+
 async def _drop(task: asyncio.Future[Any] | None) -> None:
     """Forget the cache lookup of a request answered otherwise (its outcome, even a failure, is not needed)."""
     if task is None:
@@ -204,9 +211,11 @@ async def submit_batch(
         metrics.batches.labels("unavailable").inc()
         raise _unavailable("Kafka is unavailable; the batch was not accepted")
 
-    # the cache is asked while the claim and the publication are under way: its answer is only used once
-    # both succeeded, and a 100-item miss costs no time the client waits for
-    fast_task = asyncio.ensure_future(cached_result(batch, state.images.cache)) if wait and wait_s > 0 else None
+    # Is every item cached? Its answer is used only once the claim and the publication succeeded. A small
+    # batch's lookup runs alongside the claim; a big one's (~1.5 ms of CPU for 100 items) only once the
+    # request is published, so that it runs while the pipeline works on the request, not before.
+    ask_cache = wait and wait_s > 0
+    fast_task = _lookup(batch, state) if ask_cache and len(batch.barcodes) <= EARLY_LOOKUP_MAX_ITEMS else None
     lst = listener.instance
     try:
         await state.results.claim(batch_id, principal.key_id)
@@ -220,6 +229,8 @@ async def submit_batch(
         # published (and acknowledged) before answering, even when the cache has the answer:
         # every batch answered is on the record in barcode.requests
         await _publish(publisher.instance, batch, settings.facade_publish_timeout_s, metrics)
+        if ask_cache and fast_task is None:
+            fast_task = _lookup(batch, state)
         fast = await fast_task if fast_task is not None else None
         if fast is not None:
             # this answer goes to this client only: the sink's record of the batch is the one stored

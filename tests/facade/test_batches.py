@@ -488,6 +488,23 @@ def test_fully_cached_batch_is_answered_from_the_cache(make_harness: MakeHarness
         assert stored == sink_record
 
 
+def test_big_fully_cached_batch_is_answered_from_the_cache_after_publishing(make_harness: MakeHarness) -> None:
+    """A batch above ``EARLY_LOOKUP_MAX_ITEMS`` asks the cache once it is published: same answer."""
+    from facade.batches import EARLY_LOOKUP_MAX_ITEMS
+
+    hx = make_harness(mode="drop")  # the pipeline never answers in this test
+    tag = uuid.uuid4().hex
+    assert hx.client.get(f"/v1/barcodes/qr.svg?data={tag}", headers=hx.h()).status_code == 200
+    n = EARLY_LOOKUP_MAX_ITEMS + 5
+    body = {"barcodes": [{"id": f"i{i}", "barcode_type": "qr", "data": tag} for i in range(n)]}
+    r = hx.client.post("/v1/batches?timeout=2", json=body, headers=hx.h())
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [x["id"] for x in doc["results"]] == [f"i{i}" for i in range(n)]
+    assert doc["summary"]["cached"] == n and doc["success"] is True
+    assert [sent["batch_id"] for sent in hx.publisher.sent] == [doc["batch_id"]]
+
+
 def test_partly_cached_batch_goes_through_the_pipeline(make_harness: MakeHarness) -> None:
     hx = make_harness(mode="drop")
     tag = uuid.uuid4().hex
