@@ -9,10 +9,8 @@ optimiser is deliberate, pinned by golden outputs, and listed here by name.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("schemas", "render", "stream_app", "sink", "producer", "facade", "barcodeflow")
+from tests.test_layers import PACKAGES, ROOT
 
 # file -> the private names it may use on foreign objects, with the reason
 ALLOWED: dict[str, set[str]] = {
