@@ -52,11 +52,31 @@ def group_config(settings: Settings) -> dict[str, Any]:
     return {
         "auto_offset_reset": "earliest",
         # a killed member's partitions move after ~6 s (the broker's group.min.session.timeout.ms);
-        # BATCH_TIMEOUT_S must exceed that failover time plus rendering
+        # BATCH_TIMEOUT_S must exceed that failover time plus rendering. A static member (GROUP_INSTANCE_ID)
+        # that restarts within that time gets its partitions back as soon as it joins, with no rebalance;
+        # it sends no LeaveGroup when it stops, so a member stopped for good hands over after the same ~6 s.
+        "group_instance_id": settings.group_instance_id or None,
         "session_timeout_ms": 6_000,
         "heartbeat_interval_ms": 1_000,
         "max_poll_interval_ms": 300_000,
     }
+
+
+def member_instance_id(base: str, name: str) -> str:
+    """The GROUP_INSTANCE_ID of the child ``name`` (``worker-2``, ``sink``) of a launcher whose own id, or
+    host name, is ``base``: stable across restarts of that child, distinct between children."""
+    return f"{base}-{name}" if base else name
+
+
+def membership_hint(settings: Settings) -> str:
+    """What to check when a group member's loop fails: static members fence each other when two live
+    processes share an id (aiokafka reports the broker's FENCED_INSTANCE_ID as ``UnknownError``)."""
+    if not settings.group_instance_id:
+        return ""
+    return (
+        f" (GROUP_INSTANCE_ID={settings.group_instance_id!r}: if another live process of this role uses the same"
+        " id, the two fence each other; give each process its own)"
+    )
 
 
 async def send_until_acked(

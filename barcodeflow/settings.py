@@ -64,6 +64,10 @@ class Settings:
     compression: str = "zstd"
     data_dir: str = ".stack/faust"
     app_id: str = "barcodeflow"
+    # Static group membership (KIP-345) for the worker's and the sink's consumer groups: a process that
+    # restarts with the same id gets its partitions back at once, without a rebalance, instead of after the
+    # session timeout. Unique per live process of a role; empty: dynamic membership. ``up`` sets one per child.
+    group_instance_id: str = ""
     log_level: str = "info"
     facade_host: str = "127.0.0.1"
     facade_port: int = 8000
@@ -126,6 +130,7 @@ class Settings:
         "KAFKA_COMPRESSION": ("compression", str),
         "BARCODEFLOW_DATA_DIR": ("data_dir", str),
         "BARCODEFLOW_APP_ID": ("app_id", str),
+        "GROUP_INSTANCE_ID": ("group_instance_id", str),
         "LOG_LEVEL": ("log_level", str),
         "FACADE_HOST": ("facade_host", str),
         "FACADE_PORT": ("facade_port", int),

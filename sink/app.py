@@ -24,7 +24,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from barcodeflow.aio import cancel_and_wait
-from barcodeflow.kafka import Rebalance, consumer_config, group_config, producer_config, send_until_acked
+from barcodeflow.kafka import (
+    Rebalance,
+    consumer_config,
+    group_config,
+    membership_hint,
+    producer_config,
+    send_until_acked,
+)
 from barcodeflow.settings import Settings
 from sink.aggregate import BadRecord, BatchAggregator, Emission
 
@@ -173,6 +180,8 @@ async def run_sink(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if loop_task.done():
+            if not loop_task.cancelled() and (exc := loop_task.exception()) is not None:
+                log.critical("sink loop crashed: %r%s", exc, membership_hint(settings))
             loop_task.result()  # a crash of the loop ends the process (and a supervisor restarts it)
     finally:
         await cancel_and_wait(loop_task)

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from barcodeflow.aio import cancel_and_wait
 from barcodeflow.cache import PoolStore, TwoLevelCache
-from barcodeflow.kafka import consumer_config, group_config, producer_config
+from barcodeflow.kafka import consumer_config, group_config, membership_hint, producer_config
 from barcodeflow.redis import redis_client
 from barcodeflow.settings import Settings
 from render.batch import failed_part, render_task
@@ -82,7 +82,9 @@ class WorkerApp(faust.App):
 
     def _intake_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.critical("intake loop crashed: %r; stopping the worker", task.exception())
+            log.critical(
+                "intake loop crashed: %r; stopping the worker%s", task.exception(), membership_hint(self.bf_settings)
+            )
             asyncio.ensure_future(self.stop())
 
     async def render(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -37,6 +37,9 @@ def faust_config(settings: Settings, role: str) -> dict[str, Any]:
         # BATCH_TIMEOUT_S must exceed that failover time plus rendering
         "broker_session_timeout": 6.0,  # the broker default group.min.session.timeout.ms
         "broker_heartbeat_interval": 1.0,
+        # static membership of the app's own group too: a restart does not rebalance it (and so does not
+        # clear the render channel, see ``WorkerApp.render``)
+        "consumer_group_instance_id": settings.group_instance_id or None,
         "broker_commit_interval": 0.5,
         "stream_wait_empty": False,
         "table_standby_replicas": 0,

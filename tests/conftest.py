@@ -49,11 +49,13 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @asynccontextmanager
-async def running_pipeline(settings: Settings, workdir: Path) -> AsyncIterator[Pipeline]:
+async def running_pipeline(
+    settings: Settings, workdir: Path, *, static_members: bool = False
+) -> AsyncIterator[Pipeline]:
     from stream_app.topics import ensure_topics
 
     await ensure_topics(settings)
-    p = Pipeline(settings, workdir)
+    p = Pipeline(settings, workdir, static_members=static_members)
     p.add("worker", "worker")
     p.add("sink", "sink")
     try:

@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from barcodeflow.kafka import member_instance_id
 from barcodeflow.procs import ChildProcess
 from barcodeflow.settings import Settings
 from barcodeflow.stack import ManagedProcess, ServiceError
@@ -23,6 +25,15 @@ from barcodeflow.stack import stop as stop_service
 from barcodeflow.supervisor import RestartPolicy, StartFailed, Supervisor, Unit
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "examples" / "demo_batch.json"
+
+
+def child_env(env: dict[str, str], settings: Settings, name: str, role: str) -> dict[str, str]:
+    """A child's environment: a worker or sink gets its own static group member id, kept across the
+    supervisor's restarts of it (a restarted child takes its partitions back without a rebalance)."""
+    if role not in ("worker", "sink"):
+        return env
+    base = settings.group_instance_id or socket.gethostname()
+    return {**env, "GROUP_INSTANCE_ID": member_instance_id(base, name)}
 
 
 def _port(hostport: str, default: int) -> int:
@@ -221,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         units: list[Unit] = [
             ServiceUnit(p, kafka_storage_kept(root) if p is kafka else None) for p in services if p.owned
         ]
-        units += [ChildUnit(name, tuple(cmd), env, logdir) for name, *cmd in apps]
+        units += [ChildUnit(name, tuple(cmd), child_env(env, settings, name, cmd[0]), logdir) for name, *cmd in apps]
         sup = Supervisor(units, policy, say=lambda line: print(f"up: {line}", file=sys.stderr, flush=True))
         for u in units:
             if isinstance(u, ChildUnit):

@@ -49,10 +49,15 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def supervise(n: int, settings: Settings) -> int:
-    """Run ``n`` worker processes in one consumer group; stop them all on SIGINT/SIGTERM."""
+    """Run ``n`` worker processes in one consumer group; stop them all on SIGINT/SIGTERM. With a
+    GROUP_INSTANCE_ID, child ``i`` is the static member ``<id>-<i>``."""
+    from barcodeflow.kafka import member_instance_id
+
     env = {**os.environ, **settings.as_env()}
+    base = settings.group_instance_id
+    ids = [{"GROUP_INSTANCE_ID": member_instance_id(base, str(i))} if base else {} for i in range(1, n + 1)]
     cmd = [sys.executable, "-m", "barcodeflow.cli", "worker", "--processes", "1"]
-    children = [subprocess.Popen(cmd, env=env) for _ in range(n)]  # noqa: S603 - our own entry point
+    children = [subprocess.Popen(cmd, env={**env, **ids[i]}) for i in range(n)]  # noqa: S603 - our own entry point
 
     def stop(*_: object) -> None:
         for c in children:

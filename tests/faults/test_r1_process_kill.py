@@ -57,8 +57,11 @@ async def _kill_scenario(
     keep: list[Any] | None = None,
     kill_delay: float = 0.0,
     expect_failure: bool = False,
+    static_members: bool = False,
 ) -> tuple[dict, Any, list[float], list[int], int, bool, float]:
-    """Run the chunked kill scenario for ``role`` ("worker" or "sink"); returns the evidence."""
+    """Run the chunked kill scenario for ``role`` ("worker" or "sink"); returns the evidence. With
+    ``static_members`` the processes have GROUP_INSTANCE_IDs as under ``barcodeflow up``, and the restarted
+    one comes back under its id."""
     tag = batches[0]["batch_id"].rsplit("-", 1)[0]
     probes = [qr_batch(f"{tag}p", k, 3) for k in range(kills)]
     expected = await asyncio.to_thread(lambda: {b["batch_id"]: expect_batch(b) for b in batches + probes})
@@ -67,7 +70,7 @@ async def _kill_scenario(
     chunks = [batches[i * n_chunk : (i + 1) * n_chunk] for i in range(kills)] + [batches[kills * n_chunk :]]
     recoveries: list[float] = []
     in_flight: list[int] = []
-    async with running_pipeline(s, tmp_path) as pipe:
+    async with running_pipeline(s, tmp_path, static_members=static_members) as pipe:
         other = "sink" if role == "worker" else "worker"
         other_pid = pipe.procs[other].popen.pid  # type: ignore[union-attr]
         results = ResultsChecker(s)
@@ -118,18 +121,24 @@ async def _kill_scenario(
     return expected, report, recoveries, in_flight, part_dups, complete and other_same, elapsed
 
 
+MEMBERSHIP = pytest.mark.parametrize("membership", ["static", "dynamic"])
+"""static: GROUP_INSTANCE_IDs as ``barcodeflow up`` gives its children (a restart takes its partitions back at
+once); dynamic: none, as a worker or sink started by hand (a restart waits for the session timeout)."""
+
+
 @pytest.mark.timeout(300)
+@MEMBERSHIP
 async def test_r1_worker_sigkill_loses_nothing(
-    fault_settings: Settings, tmp_path: Path, scale: Scale, figures: Figures
+    fault_settings: Settings, tmp_path: Path, scale: Scale, figures: Figures, membership: str
 ) -> None:
     tag = "r1" + uuid.uuid4().hex[:6]
     batches = [qr_batch(tag, n, scale.r1_items) for n in range(scale.r1_batches)]
     expected, report, recoveries, in_flight, part_dups, complete, elapsed = await _kill_scenario(
-        "worker", fault_settings, tmp_path, batches, scale.r1_kills
+        "worker", fault_settings, tmp_path, batches, scale.r1_kills, static_members=membership == "static"
     )
     ok = complete and not report.lost and report.visible_duplicates == 0 and not report.incomplete
     figures.record(
-        "R1 worker SIGKILL",
+        f"R1 worker SIGKILL, {membership} membership",
         load=f"{len(batches)} batches x {scale.r1_items} QR items + {scale.r1_kills} probe batches, in chunks",
         faults=f"{scale.r1_kills}x SIGKILL worker + render pool, restart after 0.5 s",
         lost=len(report.lost),
@@ -148,8 +157,9 @@ async def test_r1_worker_sigkill_loses_nothing(
 
 
 @pytest.mark.timeout(240)
+@MEMBERSHIP
 async def test_r1b_sink_sigkill_loses_nothing(
-    fault_settings: Settings, tmp_path: Path, scale: Scale, figures: Figures
+    fault_settings: Settings, tmp_path: Path, scale: Scale, figures: Figures, membership: str
 ) -> None:
     """The sink holds the runs in flight in memory: kill it mid-aggregation. The restarted sink reads again
     from its committed offsets (the low watermark of the runs not emitted) and must be answering again
@@ -163,12 +173,12 @@ async def test_r1b_sink_sigkill_loses_nothing(
     batches = [qr_batch(tag, n, scale.r1_items) for n in range(scale.r1b_batches)]
     keep: list[ResultsChecker] = []
     expected, report, recoveries, in_flight, _, complete, elapsed = await _kill_scenario(
-        "sink", fault_settings, tmp_path, batches, scale.r1b_kills, keep=keep
+        "sink", fault_settings, tmp_path, batches, scale.r1b_kills, keep=keep, static_members=membership == "static"
     )
     ok = complete and not report.lost and report.visible_duplicates == 0 and not report.incomplete
     d6 = _d6_batches(keep[0], report, expected)
     figures.record(
-        "R1b sink SIGKILL",
+        f"R1b sink SIGKILL, {membership} membership",
         load=f"{len(batches)} batches x {scale.r1_items} QR items + {scale.r1b_kills} probe batches, in chunks",
         faults=f"{scale.r1b_kills}x SIGKILL sink, restart after 0.5 s",
         lost=len(report.lost),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from barcodeflow.kafka import member_instance_id
 from barcodeflow.procs import ChildProcess
 from barcodeflow.settings import Settings
 from producer import BatchProducer, ResultListener
@@ -20,12 +21,18 @@ class Pipeline:
     settings: Settings
     workdir: Path
     procs: dict[str, ChildProcess] = field(default_factory=dict)
+    static_members: bool = False
+    """Give each worker and sink a GROUP_INSTANCE_ID from its name, as ``barcodeflow up`` does: a process
+    started again under the same name takes its partitions back without a rebalance."""
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.as_env(), "PYTHONUNBUFFERED": "1"}
 
     def add(self, name: str, *args: str) -> ChildProcess:
-        proc = ChildProcess(name, args, self.env(), self.workdir / f"{name}.log").start()
+        env = self.env()
+        if self.static_members and args and args[0] in ("worker", "sink"):
+            env["GROUP_INSTANCE_ID"] = member_instance_id(self.settings.group_instance_id, name)
+        proc = ChildProcess(name, args, env, self.workdir / f"{name}.log").start()
         self.procs[name] = proc
         return proc
 
