@@ -1,6 +1,7 @@
 """Static group membership (``GROUP_INSTANCE_ID``) on the real broker: a member that comes back under its id
 takes its partitions back without a rebalance of the others; with dynamic membership the same restart
-moves partitions (the control that shows the test can tell the two apart)."""
+moves partitions (the control that shows the test can tell the two apart). Two live members with one id
+fence each other, and one of them fails."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from barcodeflow.kafka import Rebalance, consumer_config, group_config, member_instance_id
 from barcodeflow.settings import Settings
@@ -28,6 +30,7 @@ class Member:
         )
         self.consumer.subscribe([topic], listener=Rebalance(self._revoked, self._assigned))
         self._poll: asyncio.Task[None] | None = None
+        self.failed: BaseException | None = None
 
     async def _revoked(self, tps: set[TopicPartition]) -> None:
         self.events.append(("revoked", frozenset(tp.partition for tp in tps)))
@@ -42,8 +45,11 @@ class Member:
         await self.consumer.start()
 
         async def poll() -> None:
-            while True:
-                await self.consumer.getmany(timeout_ms=100)
+            try:
+                while True:
+                    await self.consumer.getmany(timeout_ms=100)
+            except KafkaError as exc:
+                self.failed = exc
 
         self._poll = asyncio.create_task(poll())
 
@@ -116,3 +122,23 @@ async def test_a_static_member_restarts_without_a_rebalance(isolated_settings: S
 async def test_a_dynamic_member_restart_rebalances_the_others(isolated_settings: Settings) -> None:
     _, _, b_events = await restart_one(isolated_settings, static=False)
     assert any(kind == "revoked" for kind, _ in b_events), b_events
+
+
+@pytest.mark.timeout(90)
+async def test_two_live_members_with_one_id_fence_each_other_loudly(isolated_settings: Settings) -> None:
+    """A misconfiguration (one GROUP_INSTANCE_ID for two live processes) must not go unnoticed: the broker
+    fences one of them and its consumer fails (aiokafka surfaces FENCED_INSTANCE_ID as ``KafkaError``)."""
+    s = isolated_settings.with_(group_instance_id="same")
+    group = f"{isolated_settings.app_id}-membership-fenced"
+    async with topic(isolated_settings, f"{isolated_settings.topic_prefix}membership.f") as t:
+        first, second = Member(s, t, group, "first"), Member(s, t, group, "second")
+        try:
+            await first.start()
+            await until(lambda: len(first.partitions()) == PARTITIONS)
+            await second.start()
+            await until(lambda: any(m.failed is not None for m in (first, second)))
+        finally:
+            await first.stop()
+            await second.stop()
+    failed = [m.failed for m in (first, second) if m.failed is not None]
+    assert all(isinstance(e, KafkaError) for e in failed), failed
