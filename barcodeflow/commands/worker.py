@@ -55,9 +55,12 @@ def supervise(n: int, settings: Settings) -> int:
 
     env = {**os.environ, **settings.as_env()}
     base = settings.group_instance_id
-    ids = [{"GROUP_INSTANCE_ID": member_instance_id(base, str(i))} if base else {} for i in range(1, n + 1)]
+
+    def child(i: int) -> dict[str, str]:
+        return {**env, "GROUP_INSTANCE_ID": member_instance_id(base, str(i))} if base else env
+
     cmd = [sys.executable, "-m", "barcodeflow.cli", "worker", "--processes", "1"]
-    children = [subprocess.Popen(cmd, env={**env, **ids[i]}) for i in range(n)]  # noqa: S603 - our own entry point
+    children = [subprocess.Popen(cmd, env=child(i)) for i in range(1, n + 1)]  # noqa: S603 - our own entry point
 
     def stop(*_: object) -> None:
         for c in children:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from barcodeflow.kafka import member_instance_id
+from barcodeflow.commands.up import child_env
 from barcodeflow.procs import ChildProcess
 from barcodeflow.settings import Settings
 from producer import BatchProducer, ResultListener
@@ -29,9 +29,7 @@ class Pipeline:
         return {**os.environ, **self.settings.as_env(), "PYTHONUNBUFFERED": "1"}
 
     def add(self, name: str, *args: str) -> ChildProcess:
-        env = self.env()
-        if self.static_members and args and args[0] in ("worker", "sink"):
-            env["GROUP_INSTANCE_ID"] = member_instance_id(self.settings.group_instance_id, name)
+        env = child_env(self.env(), self.settings, name, args[0]) if self.static_members and args else self.env()
         proc = ChildProcess(name, args, env, self.workdir / f"{name}.log").start()
         self.procs[name] = proc
         return proc
