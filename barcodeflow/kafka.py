@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from barcodeflow.settings import Settings
+from schemas.errors import BarcodeflowError
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +72,30 @@ def member_instance_id(base: str, name: str) -> str:
 
 
 def membership_hint(settings: Settings) -> str:
-    """What to check when a group member's loop fails: static members fence each other when two live
-    processes share an id (aiokafka reports the broker's FENCED_INSTANCE_ID as ``UnknownError``)."""
+    """What to check when a group member's loop fails: static members take the partitions from each other
+    when two live processes share an id (see ``MembershipConflict``)."""
     if not settings.group_instance_id:
         return ""
     return (
         f" (GROUP_INSTANCE_ID={settings.group_instance_id!r}: if another live process of this role uses the same"
-        " id, the two fence each other; give each process its own)"
+        " id, the two take the partitions from each other; give each process its own)"
     )
+
+
+class MembershipConflict(BarcodeflowError):
+    """Another live process is using this static member's GROUP_INSTANCE_ID.
+
+    The broker then hands the id to whichever process joined last. aiokafka's heartbeat does not send the
+    instance id, so the other one is told UNKNOWN_MEMBER_ID, rejoins, and takes the id back: the two ping-pong
+    the partitions every heartbeat, and only a rare race in SyncGroup ends one of them with FENCED_INSTANCE_ID
+    (reported as ``UnknownError``). That churn is what gives the conflict away."""
+
+
+# A static member is assigned partitions again only when the group changes (a member joins, leaves or is
+# fenced). Two processes under one id do it about once per heartbeat (1 s); even a launcher starting
+# eight processes at once stays well below ten assignments in thirty seconds.
+CHURN_LIMIT = 10
+CHURN_WINDOW_S = 30.0
 
 
 async def send_until_acked(
@@ -104,21 +123,50 @@ async def send_until_acked(
 
 
 class Rebalance(ConsumerRebalanceListener):
-    """A rebalance listener that hands both events to the loop owning the consumer (the intake, the sink)."""
+    """A rebalance listener that hands both events to the loop owning the consumer (the intake, the sink).
+
+    For a static member (``instance_id`` set) it also watches for assignment churn: the loop calls
+    ``check()`` every iteration, and it raises ``MembershipConflict`` once ``CHURN_LIMIT`` assignments fell
+    within ``CHURN_WINDOW_S``."""
 
     def __init__(
         self,
         on_revoked: Callable[[set[TopicPartition]], Awaitable[None]],
         on_assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+        *,
+        instance_id: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._revoked = on_revoked
         self._assigned = on_assigned
+        self._instance_id = instance_id
+        self._clock = clock
+        self._assignments: deque[float] = deque(maxlen=CHURN_LIMIT)
+        self.conflict: MembershipConflict | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.note_assignment()
         await self._assigned(assigned)
+
+    def note_assignment(self) -> None:
+        if not self._instance_id or self.conflict is not None:
+            return
+        now = self._clock()
+        self._assignments.append(now)
+        if len(self._assignments) == CHURN_LIMIT and now - self._assignments[0] <= CHURN_WINDOW_S:
+            self.conflict = MembershipConflict(
+                f"GROUP_INSTANCE_ID {self._instance_id!r}: {CHURN_LIMIT} assignments within"
+                f" {now - self._assignments[0]:.1f} s; another live process uses this id"
+            )
+            log.error("%s", self.conflict)
+
+    def check(self) -> None:
+        """Raise ``MembershipConflict`` if one was seen (the loop's crash then names the id)."""
+        if self.conflict is not None:
+            raise self.conflict
 
 
 async def topic_partitions(settings: Settings, topic: str) -> set[int]:

@@ -59,12 +59,13 @@ class Sink:
         self.emitted = 0
         self._last_commit: dict[int, tuple[int, str]] = {}
         self._due_at = 0
+        self.rebalance = Rebalance(self.revoked, self.assigned, instance_id=settings.group_instance_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.admin.start()
         await self.producer.start()
-        self.consumer.subscribe([self.topic], listener=Rebalance(self.revoked, self.assigned))
+        self.consumer.subscribe([self.topic], listener=self.rebalance)
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -80,6 +81,7 @@ class Sink:
     async def run(self) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=DUE_EVERY_MS, max_records=1000)
+            self.rebalance.check()
             async with self.lock:
                 await self.step(batches, now_ms())
 
@@ -171,19 +173,22 @@ class Sink:
 
 
 async def run_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set; the final commit covers every acknowledged result."""
+    """Run until ``stop`` is set; the final commit covers every acknowledged result. A failure to join the
+    group, or a crash of the loop, ends it with the exception (and a supervisor restarts the process)."""
     sink = Sink(settings)
-    await sink.start()
-    log.info("sink: reading %s, writing %s", sink.topic, settings.topics.results)
-    loop_task = asyncio.create_task(sink.run(), name="sink-loop")
-    stop_task = asyncio.create_task(stop.wait(), name="sink-stop")
+    tasks: list[asyncio.Task[Any]] = []
     try:
-        await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        await sink.start()
+        log.info("sink: reading %s, writing %s", sink.topic, settings.topics.results)
+        loop_task = asyncio.create_task(sink.run(), name="sink-loop")
+        tasks += [loop_task, asyncio.create_task(stop.wait(), name="sink-stop")]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if loop_task.done():
-            if not loop_task.cancelled() and (exc := loop_task.exception()) is not None:
-                log.critical("sink loop crashed: %r%s", exc, membership_hint(settings))
-            loop_task.result()  # a crash of the loop ends the process (and a supervisor restarts it)
+            loop_task.result()
+    except Exception as exc:
+        log.critical("sink stopped: %r%s", exc, membership_hint(settings))
+        raise
     finally:
-        await cancel_and_wait(loop_task)
-        await cancel_and_wait(stop_task)
+        for task in tasks:
+            await cancel_and_wait(task)
         await sink.stop()

@@ -76,9 +76,14 @@ class WorkerApp(faust.App):
         self.intake = Intake(s, consumer=consumer, producer=producer, cache=self.render_cache, render=self.render)
         await producer.start()
         consumer.subscribe([s.topics.requests], listener=self.intake.listener())
-        await consumer.start()
-        self.intake_task = asyncio.create_task(self.intake.run(), name="intake")
+        # joining the group happens in the task: a failure to join (a fenced static member) ends the worker
+        # with the same log as a crash of the loop
+        self.intake_task = asyncio.create_task(self._run_intake(consumer), name="intake")
         self.intake_task.add_done_callback(self._intake_ended)
+
+    async def _run_intake(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.start()
+        await self.intake.run()
 
     def _intake_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

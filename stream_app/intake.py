@@ -115,9 +115,10 @@ class Intake:
         self._tasks: set[asyncio.Task[None]] = set()
         self._committed: dict[int, int] = {}
         self._commit_at = 0.0
+        self.rebalance = Rebalance(self.revoked, self.assigned, instance_id=settings.group_instance_id)
 
     def listener(self) -> ConsumerRebalanceListener:
-        return Rebalance(self.revoked, self.assigned)
+        return self.rebalance
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -128,6 +129,7 @@ class Intake:
                 await self._room.wait()
                 continue
             batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
+            self.rebalance.check()
             for tp, records in batches.items():
                 for rec in records:
                     ticket = self.in_flight.take(tp.partition, rec.offset)

@@ -1,7 +1,7 @@
 """Static group membership (``GROUP_INSTANCE_ID``) on the real broker: a member that comes back under its id
 takes its partitions back without a rebalance of the others; with dynamic membership the same restart
-moves partitions (the control that shows the test can tell the two apart). Two live members with one id
-fence each other, and one of them fails."""
+moves partitions (the control that shows the test can tell the two apart). Two live sinks with one id
+take the partitions from each other, and one of them stops with an error naming the id."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from barcodeflow.kafka import Rebalance, consumer_config, group_config, member_instance_id
+from barcodeflow.kafka import MembershipConflict, Rebalance, consumer_config, group_config, member_instance_id
 from barcodeflow.settings import Settings
+from sink.app import run_sink
 
 pytestmark = pytest.mark.integration
 
@@ -124,21 +125,27 @@ async def test_a_dynamic_member_restart_rebalances_the_others(isolated_settings:
     assert any(kind == "revoked" for kind, _ in b_events), b_events
 
 
-@pytest.mark.timeout(90)
-async def test_two_live_members_with_one_id_fence_each_other_loudly(isolated_settings: Settings) -> None:
-    """A misconfiguration (one GROUP_INSTANCE_ID for two live processes) must not go unnoticed: the broker
-    fences one of them and its consumer fails (aiokafka surfaces FENCED_INSTANCE_ID as ``KafkaError``)."""
-    s = isolated_settings.with_(group_instance_id="same")
-    group = f"{isolated_settings.app_id}-membership-fenced"
-    async with topic(isolated_settings, f"{isolated_settings.topic_prefix}membership.f") as t:
-        first, second = Member(s, t, group, "first"), Member(s, t, group, "second")
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("second_after_s", [0.0, 3.0], ids=["together", "second-joins-a-running-group"])
+async def test_two_live_sinks_with_one_id_stop_loudly(
+    isolated_settings: Settings, caplog: pytest.LogCaptureFixture, second_after_s: float
+) -> None:
+    """A misconfiguration (one GROUP_INSTANCE_ID for two live processes) must not go unnoticed: the two take
+    the partitions from each other every heartbeat (or the broker fences one); either way a sink's loop
+    ends with an error and the log names the id."""
+    s = isolated_settings.with_(group_instance_id="same-sink")
+    async with topic(isolated_settings, s.topics.items):
+        stops = [asyncio.Event(), asyncio.Event()]
+        sinks = [asyncio.create_task(run_sink(s, stops[0]))]
+        await asyncio.sleep(second_after_s)
+        sinks.append(asyncio.create_task(run_sink(s, stops[1])))
         try:
-            await first.start()
-            await until(lambda: len(first.partitions()) == PARTITIONS)
-            await second.start()
-            await until(lambda: any(m.failed is not None for m in (first, second)))
+            done, _ = await asyncio.wait(sinks, timeout=90, return_when=asyncio.FIRST_COMPLETED)
+            assert done, "both sinks ran on under one GROUP_INSTANCE_ID"
+            errors = [t.exception() for t in done]
         finally:
-            await first.stop()
-            await second.stop()
-    failed = [m.failed for m in (first, second) if m.failed is not None]
-    assert all(isinstance(e, KafkaError) for e in failed), failed
+            for stop in stops:
+                stop.set()
+            await asyncio.gather(*sinks, return_exceptions=True)
+    assert all(isinstance(e, MembershipConflict | KafkaError) for e in errors), errors
+    assert "GROUP_INSTANCE_ID='same-sink'" in caplog.text
