@@ -75,7 +75,7 @@ class WorkerApp(faust.App):
         producer = AIOKafkaProducer(**producer_config(s, "barcodeflow-worker"))
         self.intake = Intake(s, consumer=consumer, producer=producer, cache=self.render_cache, render=self.render)
         await producer.start()
-        consumer.subscribe([s.topics.requests], listener=self.intake.listener())
+        consumer.subscribe([s.topics.requests], listener=self.intake.rebalance)
         # joining the group happens in the task: a failure to join (a fenced static member) ends the worker
         # with the same log as a crash of the loop
         self.intake_task = asyncio.create_task(self._run_intake(consumer), name="intake")

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from barcodeflow.cache import TwoLevelCache
@@ -116,9 +116,6 @@ class Intake:
         self._committed: dict[int, int] = {}
         self._commit_at = 0.0
         self.rebalance = Rebalance(self.revoked, self.assigned, instance_id=settings.group_instance_id)
-
-    def listener(self) -> ConsumerRebalanceListener:
-        return self.rebalance
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -31,7 +31,6 @@ class Member:
         )
         self.consumer.subscribe([topic], listener=Rebalance(self._revoked, self._assigned))
         self._poll: asyncio.Task[None] | None = None
-        self.failed: BaseException | None = None
 
     async def _revoked(self, tps: set[TopicPartition]) -> None:
         self.events.append(("revoked", frozenset(tp.partition for tp in tps)))
@@ -46,11 +45,8 @@ class Member:
         await self.consumer.start()
 
         async def poll() -> None:
-            try:
-                while True:
-                    await self.consumer.getmany(timeout_ms=100)
-            except KafkaError as exc:
-                self.failed = exc
+            while True:
+                await self.consumer.getmany(timeout_ms=100)
 
         self._poll = asyncio.create_task(poll())
 
