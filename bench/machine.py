@@ -104,8 +104,12 @@ class CpuMeter:
             role = self._names.get(pid, "other")
             by_role[role] = by_role.get(role, 0.0) + d
         svc = 0.0
+        by_service: dict[str, float] = {}
         for pid in self._alive(list(self._svc0)):
-            svc += _cpu(psutil.Process(pid)) - self._svc0[pid]
+            d = _cpu(psutil.Process(pid)) - self._svc0[pid]
+            svc += d
+            name = _service_name(pid)
+            by_service[name] = by_service.get(name, 0.0) + d
         busy = _busy(sys1) - _busy(self._sys0)
         cap = wall * (os.cpu_count() or 1)
         others = max(0.0, busy - ours - svc)
@@ -120,6 +124,8 @@ class CpuMeter:
             "loadavg1": [round(self._load0, 2), round(os.getloadavg()[0], 2)],
             # CPU seconds per second of wall time (1.0 = one core busy), per process role
             "cores_by_role": {k: round(v / wall, 2) for k, v in sorted(by_role.items()) if wall and v > 0.005 * wall},
+            # the "kafka+redis" role split by service
+            "cores_by_service": {k: round(v / wall, 3) for k, v in sorted(by_service.items()) if wall},
         }
 
 
@@ -137,6 +143,18 @@ def _role(p: psutil.Process) -> str:
             return f"{role} pool"
     if "py-spy" in cmd:
         return "py-spy"
+    return "other"
+
+
+def _service_name(pid: int) -> str:
+    try:
+        cmd = " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "other"
+    if "redis" in cmd:
+        return "redis"
+    if "kafka" in cmd.lower():
+        return "kafka"
     return "other"
 
 

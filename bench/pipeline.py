@@ -310,6 +310,8 @@ def cpu_per_code(cpu: dict[str, Any], codes: int) -> dict[str, float]:
     out["pipeline"] = round(sum(out.values()), 4)
     out["kafka+redis"] = round(1000 * roles.get("kafka+redis", 0.0) * cpu["wall_s"] / codes, 4)
     out["pipeline+kafka+redis"] = round(out["pipeline"] + out["kafka+redis"], 4)
+    for name, cores in cpu.get("cores_by_service", {}).items():  # the kafka+redis figure, split
+        out[f"service {name}"] = round(1000 * cores * cpu["wall_s"] / codes, 4)
     return out
 
 
