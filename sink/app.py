@@ -32,6 +32,7 @@ from barcodeflow.kafka import (
     producer_config,
     send_until_acked,
 )
+from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from sink.aggregate import BadRecord, BatchAggregator, Emission
 
@@ -60,6 +61,7 @@ class Sink:
         self._last_commit: dict[int, tuple[int, str]] = {}
         self._due_at = 0
         self.rebalance = Rebalance(self.revoked, self.assigned, instance_id=settings.group_instance_id)
+        self.heap = HeapTrimmer()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,6 +86,10 @@ class Sink:
             self.rebalance.check()
             async with self.lock:
                 await self.step(batches, now_ms())
+            if batches:
+                self.heap.busy()
+            else:  # the burst is over: its freed memory goes back to the OS
+                self.heap.idle()
 
     # -- one iteration --------------------------------------------------------------------------
     async def step(self, batches: dict[TopicPartition, list[Any]], now: int) -> None:

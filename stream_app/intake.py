@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from barcodeflow.cache import TwoLevelCache
 from barcodeflow.kafka import Rebalance, send_until_acked
+from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from render.batch import Plan, answer_from_cache, merge_parts, plan_batch
 from schemas.errors import BatchValidationError, ErrorCode
@@ -116,6 +117,7 @@ class Intake:
         self._committed: dict[int, int] = {}
         self._commit_at = 0.0
         self.rebalance = Rebalance(self.revoked, self.assigned, instance_id=settings.group_instance_id)
+        self.heap = HeapTrimmer()
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -127,6 +129,10 @@ class Intake:
                 continue
             batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
             self.rebalance.check()
+            if batches:
+                self.heap.busy()
+            elif not self.in_flight:  # the burst is over: its freed memory goes back to the OS
+                self.heap.idle()
             for tp, records in batches.items():
                 for rec in records:
                     ticket = self.in_flight.take(tp.partition, rec.offset)

@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
+from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from sink import app as sink_app
 from sink.aggregate import METADATA_PREFIX, encode_done
@@ -191,3 +192,23 @@ async def test_written_results_are_the_aggregators_json(make_sink: Any) -> None:
     await sink.step(batch(records(ITEMS, 0, [open_rec("x", total=2, cached=2)])), 1000)
     [sent] = sink.producer.sent
     assert orjson.loads(sent.value)["summary"]["cached"] == 2
+
+
+async def test_the_loop_trims_the_heap_once_a_burst_is_over(make_sink: Any) -> None:
+    sink = make_sink()
+    consumer: FakeConsumer = sink.consumer
+    trims: list[int] = []
+    sink.heap = HeapTrimmer(lambda: trims.append(1) or 1, min_interval_s=0)
+    loop = asyncio.create_task(sink.run())
+    try:
+        await consumer.polled(1)
+        await consumer.turn()  # idle before any work: nothing to hand back
+        assert trims == []
+        consumer.push(records(ITEMS, 0, [open_rec("b1", total=1), part_rec("b1", 0)]))
+        await consumer.turn()  # the burst, then an empty poll
+        assert results_of(sink) and trims == [1]
+        await consumer.turn()  # still idle, nothing freed since: no second trim
+        assert trims == [1]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

@@ -13,6 +13,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from barcodeflow.cache import TwoLevelCache
+from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from render.batch import plan_batch, render_task
 from render.pool import InlinePool
@@ -444,3 +445,21 @@ async def test_under_load_commits_wait_for_the_interval_and_an_idle_turn_commits
         assert w.consumer.committed_offsets(0) == [0]
         await w.consumer.turn()  # an iteration without records commits what finished
         assert w.consumer.committed_offsets(0) == [0, 4]
+
+
+async def test_the_loop_trims_the_heap_once_nothing_is_in_flight() -> None:
+    w = World()
+    trims: list[int] = []
+    w.intake.heap = HeapTrimmer(lambda: trims.append(1) or 1, min_interval_s=0)
+    gate = asyncio.Event()
+    w.renderer.gates["g1"] = [gate]
+    async with w.running():
+        await w.feed([rec(request("g1", "a", "b"))])
+        await w.consumer.turn()  # an empty poll, but the request is still rendering
+        assert trims == []
+        gate.set()
+        await w.settled()
+        await w.consumer.turn()  # empty poll, nothing in flight: the burst's memory goes back
+        assert trims == [1]
+        await w.consumer.turn()
+        assert trims == [1]  # nothing since: no second trim
