@@ -132,7 +132,9 @@ def table(doc: dict[str, Any]) -> str:
 
     lines += ["", f"CPU per section in cores busy (of {m.get('nproc')}); 'other processes' = not this benchmark's:"]
     for name, c in (doc.get("cpu") or {}).items():
-        roles = ", ".join(f"{k} {v:.2f}" for k, v in sorted(c.get("cores_by_role", {}).items(), key=lambda kv: -kv[1]))
+        split = ", ".join(f"{k} {v:.2f}" for k, v in sorted(c.get("cores_by_service", {}).items()))
+        roles = ", ".join(f"{k} {v:.2f}" + (f" ({split})" if k == "kafka+redis" and split else "")
+                          for k, v in sorted(c.get("cores_by_role", {}).items(), key=lambda kv: -kv[1]))  # fmt: skip
         lines.append(f"   {name:<17} {c['wall_s']:>6.1f} s, idle {c['cpu_idle_pct']:>4.1f}%: {roles}")
 
     lines += ["", "targets:"]
