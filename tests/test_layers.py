@@ -1,6 +1,6 @@
 """The layers of the code base, checked over the import graph (grimp; imports inside functions count too).
 
-    schemas <- render <- infra (barcodeflow.settings/kafka/aio/redis/cache)
+    schemas <- render <- infra (barcodeflow.settings/kafka/aio/redis/cache/memory)
         <- stream_app | sink | producer | facade (facade may use producer)
         <- barcodeflow (CLI, supervisor, embedded path), which alone may use barcodeflow.stack (local stack)
 
@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("schemas", "render", "stream_app", "sink", "producer", "facade", "barcodeflow")
-INFRA = {"settings", "kafka", "aio", "redis", "cache"}
+INFRA = {"settings", "kafka", "aio", "redis", "cache", "memory"}
 
 # component -> the components its modules may import
 ALLOWED: dict[str, set[str]] = {
