@@ -174,9 +174,7 @@ class Settings:
     def check_facade(self) -> None:
         """Raise ``ConfigError`` for facade settings the facade refuses to start with."""
         if self.facade_render_executor not in ("process", "thread"):
-            raise ConfigError(
-                f"render_executor must be 'process' or 'thread', not {self.facade_render_executor!r}"
-            )
+            raise ConfigError(f"render_executor must be 'process' or 'thread', not {self.facade_render_executor!r}")
         if self.facade_max_wait_s <= 0 or self.facade_publish_timeout_s <= 0:
             raise ConfigError("max_wait_s and publish_timeout_s must be positive")
         if self.facade_wait_s < 0 or self.facade_wait_s > self.facade_max_wait_s:

@@ -60,9 +60,7 @@ def parse_batch(
     """Turn wire input into a ``BatchRequest`` or raise ``BatchValidationError`` listing all problems."""
     doc = raw if isinstance(raw, Mapping) else decode_json(raw)
     if not isinstance(doc, Mapping):
-        raise BatchValidationError(
-            [{"loc": "", "message": f"a batch must be a JSON object, got {type(doc).__name__}"}]
-        )
+        raise BatchValidationError([{"loc": "", "message": f"a batch must be a JSON object, got {type(doc).__name__}"}])
     if _too_deep(doc):
         # pydantic and orjson refuse to serialise ~255 levels; such a batch could be accepted but
         # never re-published (facade, producer) — reject it here, before anything else

@@ -18,9 +18,7 @@ SERVICES = ("kafka", "redis")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m barcodeflow.stack", description=__doc__)
-    p.add_argument(
-        "--root", type=Path, default=None, help="project root (default: nearest dir with pyproject.toml)"
-    )
+    p.add_argument("--root", type=Path, default=None, help="project root (default: nearest dir with pyproject.toml)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -111,9 +109,7 @@ def _status(root: Path, args: argparse.Namespace) -> int:
             state = "healthy" if r["healthy"] else "DOWN"
             owner = "started by stack" if r["started_by_stack"] else ("external" if r["pid"] else "-")
             extra = {
-                k: v
-                for k, v in r.items()
-                if k not in {"service", "address", "healthy", "pid", "started_by_stack"}
+                k: v for k, v in r.items() if k not in {"service", "address", "healthy", "pid", "started_by_stack"}
             }
             print(f"{r['service']:<6} {r['address']:<16} {state:<8} pid={r['pid']} ({owner})  {extra}")
     return 0 if all(r["healthy"] for r in rows) else 1

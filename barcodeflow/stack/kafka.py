@@ -114,11 +114,7 @@ def ensure_kafka_installed(root: Path, *, quiet: bool = True) -> Path:
     pom = _resource_text("pom.xml")
     digest = hashlib.sha256(pom.encode()).hexdigest()
     stamp = paths.kafka_lib / STAMP
-    if (
-        stamp.is_file()
-        and stamp.read_text().strip() == digest
-        and any(paths.kafka_lib.glob("kafka_2.13-*.jar"))
-    ):
+    if stamp.is_file() and stamp.read_text().strip() == digest and any(paths.kafka_lib.glob("kafka_2.13-*.jar")):
         return paths.kafka_lib
     paths.kafka.mkdir(parents=True, exist_ok=True)
     (paths.kafka / "pom.xml").write_text(pom)
@@ -238,9 +234,7 @@ def ensure_storage(root: Path) -> bool:
     if storage_ok(paths.kafka_data):
         return False
     if paths.kafka_data.exists() and any(paths.kafka_data.iterdir()):
-        log.warning(
-            "Kafka storage %s is not a valid KRaft log dir: wiping and reformatting", paths.kafka_data
-        )
+        log.warning("Kafka storage %s is not a valid KRaft log dir: wiping and reformatting", paths.kafka_data)
     format_storage(root)
     return True
 
@@ -341,9 +335,7 @@ def kafka_healthy(bootstrap: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def wait_kafka_ready(
-    bootstrap: str, timeout: float = 120.0, *, proc: ManagedProcess | None = None
-) -> dict[str, Any]:
+def wait_kafka_ready(bootstrap: str, timeout: float = 120.0, *, proc: ManagedProcess | None = None) -> dict[str, Any]:
     """Block until a metadata request to ``bootstrap`` succeeds (not merely an open port)."""
     host, port = _first_host_port(bootstrap)
 

@@ -308,9 +308,7 @@ class ManagedProcess:
             self.log_path.replace(self.log_path.with_suffix(self.log_path.suffix + ".1"))
         env = {**os.environ, **(self.env or {})}
         with self.log_path.open("ab") as log:
-            log.write(
-                f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(self.argv)}\n".encode()
-            )
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(self.argv)}\n".encode())
             log.flush()
             self._popen = subprocess.Popen(  # noqa: S603 - argv is built by this package
                 self.argv,

@@ -32,9 +32,7 @@ POLICY = "allkeys-lru"
 
 
 def redis_server_bin() -> str | None:
-    return shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
+    return shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
 
 
 def ensure_redis_installed(*, allow_apt: bool = True) -> str:
@@ -43,9 +41,7 @@ def ensure_redis_installed(*, allow_apt: bool = True) -> str:
     if found:
         return found
     if not allow_apt or shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise ServiceError(
-            "redis-server not found: run `apt-get update && apt-get install -y redis-server` as root"
-        )
+        raise ServiceError("redis-server not found: run `apt-get update && apt-get install -y redis-server` as root")
     env = {
         **os.environ,
         "DEBIAN_FRONTEND": "noninteractive",
@@ -102,9 +98,7 @@ def redis_healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_redis_ready(
-    url: str, timeout: float = 30.0, *, proc: ManagedProcess | None = None
-) -> dict[str, Any]:
+def wait_redis_ready(url: str, timeout: float = 30.0, *, proc: ManagedProcess | None = None) -> dict[str, Any]:
     """Block until Redis at ``url`` answers PING."""
     return wait_until(lambda: redis_ping(url), timeout, what=f"Redis at {url}", proc=proc, interval=0.1)  # type: ignore[return-value]
 
@@ -170,9 +164,7 @@ def start_redis(
                     MAXMEMORY, POLICY,
                 )  # fmt: skip
             return proc
-        raise ServiceError(
-            f"port {port} is taken by {describe_pid(listening_pid(port))}, which does not answer PING"
-        )
+        raise ServiceError(f"port {port} is taken by {describe_pid(listening_pid(port))}, which does not answer PING")
     if rec is not None:
         log.warning("Redis %s is alive but not listening on %s: replacing it", describe_pid(rec.pid), port)
         terminate_pid(rec.pid, timeout=10)

@@ -274,8 +274,10 @@ async def test_r1c_worker_sigkill_with_the_default_deadline(
         raw_duplicates=report.raw_duplicates,
         recover_s=_recover_text(recoveries),
         outcome=(
-            "FAIL: failover >= deadline" if max(recoveries) >= s.batch_timeout_s - FAILOVER_MARGIN_S
-            else f"FAIL: {len(timed_out)} batches answered with timeout items" if timed_out
+            "FAIL: failover >= deadline"
+            if max(recoveries) >= s.batch_timeout_s - FAILOVER_MARGIN_S
+            else f"FAIL: {len(timed_out)} batches answered with timeout items"
+            if timed_out
             else "pass; 0 batches answered with timeout items"
         ),  # fmt: skip
         extra={**report.summary(), "batches_in_flight_at_kills": in_flight, "timed_out_batches": len(timed_out)},

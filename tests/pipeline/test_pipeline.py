@@ -55,9 +55,7 @@ async def test_mixed_batch_end_to_end(pipeline: Pipeline) -> None:
 
 async def test_partial_failure_keeps_the_rest(pipeline: Pipeline) -> None:
     tag = uuid.uuid4().hex
-    items: list[dict[str, Any]] = [
-        {"barcode_type": "qr", "data": f"{tag}-{n}", "format": "svg"} for n in range(97)
-    ]
+    items: list[dict[str, Any]] = [{"barcode_type": "qr", "data": f"{tag}-{n}", "format": "svg"} for n in range(97)]
     items.insert(10, {"barcode_type": "nope", "data": "x"})
     items.insert(50, {"barcode_type": "ean13", "data": "5901234123458"})  # wrong check digit
     items.insert(70, {"barcode_type": "qr", "data": "x", "options": {"width": -5}})

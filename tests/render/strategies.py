@@ -55,9 +55,7 @@ def _ean14(draw: st.DrawFn) -> tuple[str, str]:
     return data, "01" + full
 
 
-_GS1_VALUE = st.text(
-    alphabet=string.ascii_letters + string.digits + "!\"%&'*+,-./:;<=>?_", min_size=1, max_size=8
-)
+_GS1_VALUE = st.text(alphabet=string.ascii_letters + string.digits + "!\"%&'*+,-./:;<=>?_", min_size=1, max_size=8)
 
 
 @st.composite
@@ -128,9 +126,11 @@ def _upce(draw: st.DrawFn) -> tuple[str, str]:
     # canonical zero suppressions only: last digit 3 needs a 3rd digit 3-9, 4 a 4th digit 1-9, 5-9 a 5th 1-9
     six = draw(
         _digits(6).filter(
-            lambda d: not (d[5] == "3" and d[2] in "012")
-            and not (d[5] == "4" and d[3] == "0")
-            and not (d[5] in "56789" and d[4] == "0")
+            lambda d: (
+                not (d[5] == "3" and d[2] in "012")
+                and not (d[5] == "4" and d[3] == "0")
+                and not (d[5] in "56789" and d[4] == "0")
+            )
         )
     )
     check = gtin_check(_upce_to_upca(ns + six))
@@ -148,6 +148,7 @@ def _digital_link(draw: st.DrawFn) -> tuple[str, str]:
     data = draw(st.sampled_from([uri, f"(01){gtin}" + (f"(10){lot}" if lot else "")]))
     return data, uri
 
+
 VALID: dict[str, st.SearchStrategy[tuple[str, str]]] = {
     "qr": _same(_TEXT),
     "micro_qr": _same(
@@ -160,9 +161,7 @@ VALID: dict[str, st.SearchStrategy[tuple[str, str]]] = {
     "ean13": _gtin(12),
     "ean8": _gtin(7),
     "upca": _gtin(11),
-    "jan": _gtin(
-        12, st.sampled_from([*(str(n) for n in range(450, 460)), *(str(n) for n in range(490, 500))])
-    ),
+    "jan": _gtin(12, st.sampled_from([*(str(n) for n in range(450, 460)), *(str(n) for n in range(490, 500))])),
     "isbn13": _gtin(12, st.sampled_from(["978", "9791", "9798"])),
     "isbn10": _isbn10(),
     "issn": _issn(),

@@ -91,9 +91,7 @@ def test_success_and_validate_only() -> None:
 @pytest.mark.parametrize("barcode_type", sorted(REGISTRY))
 def test_metadata_is_json_safe(barcode_type: str) -> None:
     for validate_only in (False, True):
-        outcome = render_item(
-            {"barcode_type": barcode_type, "data": SAMPLE[barcode_type]}, validate_only=validate_only
-        )
+        outcome = render_item({"barcode_type": barcode_type, "data": SAMPLE[barcode_type]}, validate_only=validate_only)
         assert outcome.metadata is not None
         assert orjson.loads(orjson.dumps(outcome.metadata)) == outcome.metadata
         assert outcome.metadata["type"] == barcode_type and outcome.metadata["modules"] > 0

@@ -197,9 +197,7 @@ def test_integer_bounds(key: str, bad: int) -> None:
     ),
     barcode_type=st.sampled_from(SUPPORTED_TYPES),
 )
-def test_arbitrary_options_never_raise_anything_but_item_errors(
-    options: dict[str, Any], barcode_type: str
-) -> None:
+def test_arbitrary_options_never_raise_anything_but_item_errors(options: dict[str, Any], barcode_type: str) -> None:
     data = {"ean13": "590123412345", "ean8": "9638507", "upca": "03600029145", "jan": "490123456789",
             "isbn13": "978316148410", "isbn10": "316148410", "issn": "0317847", "ean14": "1234567890123",
             "gs1_128": "(01)12345678901231", "itf": "1234", "codabar": "A12B", "pzn": "123456",

@@ -142,9 +142,7 @@ def test_1d_sizes() -> None:
 def test_margin_is_the_quiet_zone() -> None:
     out = rendered("qr", fmt="png", margin=0, module_size=1)
     dark = png_dark(out.image)
-    assert (
-        dark.shape == (21, 21) and dark[0, 0] and dark[20, 0] and dark[0, 20]
-    )  # finder patterns at the edge
+    assert dark.shape == (21, 21) and dark[0, 0] and dark[20, 0] and dark[0, 20]  # finder patterns at the edge
     out = rendered("code128", fmt="png", margin=3, module_size=1)
     row = png_dark(out.image)[0]
     assert not row[:3].any() and row[3] and not row[-3:].any() and row[-4]
@@ -211,9 +209,7 @@ def test_bytes_are_stable_across_processes() -> None:
         "        r = render(normalize_item({'barcode_type': t, 'data': d, 'format': f}))\n"
         "        print(hashlib.sha256(r.image).hexdigest())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     here = [
         hashlib.sha256(rendered(t, d, fmt=f).image).hexdigest()
         for t, d in [("qr", "hello"), ("code128", "Hello"), ("aztec", "hello")]

@@ -32,9 +32,7 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
     return admin
 
 
-async def _wait_topics(
-    admin: AIOKafkaAdminClient, topic: str, *, present: bool, timeout: float = 15.0
-) -> None:
+async def _wait_topics(admin: AIOKafkaAdminClient, topic: str, *, present: bool, timeout: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while (topic in await admin.list_topics()) != present:
@@ -65,9 +63,7 @@ async def test_create_and_delete_topic(kafka_service: ManagedProcess | None, kaf
         await admin.close()
 
 
-async def test_large_gzip_message_roundtrip(
-    kafka_service: ManagedProcess | None, kafka_bootstrap: str
-) -> None:
+async def test_large_gzip_message_roundtrip(kafka_service: ManagedProcess | None, kafka_bootstrap: str) -> None:
     """A 5 MB value through a consumer group.
 
     Incompressible, so the gzip batch stays ~5 MB: above Kafka's 1 MB default message size.
@@ -118,9 +114,7 @@ async def test_large_gzip_message_roundtrip(
         await admin.close()
 
 
-async def test_topics_are_not_auto_created(
-    kafka_service: ManagedProcess | None, kafka_bootstrap: str
-) -> None:
+async def test_topics_are_not_auto_created(kafka_service: ManagedProcess | None, kafka_bootstrap: str) -> None:
     topic = _topic("nocreate")
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=2000)
     await producer.start()

@@ -55,9 +55,7 @@ def test_rendered_server_properties(tmp_path: Path) -> None:
     cfg = kafka_mod.render_config(tmp_path, port=19092)
     text = cfg.read_text()
     assert "${" not in text
-    props = dict(
-        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#") and "=" in line
-    )
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#") and "=" in line)
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
     assert props["log.dirs"] == str(StackPaths(tmp_path).kafka_data)

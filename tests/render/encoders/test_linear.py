@@ -56,10 +56,7 @@ def test_code128_keeps_a_leading_99(data: str) -> None:
 def test_other_bars_equal_python_barcode_build() -> None:
     assert pattern("ean13", "590123412345") == EAN13("590123412345").build()[0]
     assert pattern("code39", "abc-1") == Code39("ABC-1", add_checksum=False).build()[0]
-    assert (
-        pattern("gs1_128", "(01)12345678901231(10)AB(21)C")
-        == Gs1_128("0112345678901231" + "10AB\xf121C").build()[0]
-    )
+    assert pattern("gs1_128", "(01)12345678901231(10)AB(21)C") == Gs1_128("0112345678901231" + "10AB\xf121C").build()[0]
     assert pattern("pzn", "1234562") == Code39("-1234562", add_checksum=False).build()[0]
 
 

@@ -43,9 +43,7 @@ def test_aztec_layers_and_compactness_agree_with_the_reader(size: int) -> None:
     assert read and read[0].text == "y" * size
     extra: dict[str, object] = read[0].extra  # type: ignore[assignment]
     assert str(symbol.version) == extra["Version"]
-    assert symbol.extra["compact"] is (
-        size <= 50
-    )  # 15, 19, 23 compact; 31, 53, 91 full range (seen in the bullseye)
+    assert symbol.extra["compact"] is (size <= 50)  # 15, 19, 23 compact; 31, 53, 91 full range (seen in the bullseye)
 
 
 # --------------------------------------------------------------------------- GS1 2D

@@ -92,9 +92,7 @@ def test_free_chars_is_exact(barcode_type: str, data: str) -> None:
     cap = meta["capacity"]
     assert cap["free_bits"] == cap["data_bits"] - cap["used_bits"] >= 0
     extra = _EXTEND[cap["mode"]]
-    fits = describe(
-        spec(barcode_type, data + extra * cap["free_chars"], error_correction=meta["error_correction"])
-    )
+    fits = describe(spec(barcode_type, data + extra * cap["free_chars"], error_correction=meta["error_correction"]))
     assert (fits["version"], fits["error_correction"]) == (meta["version"], meta["error_correction"])
     try:
         bigger = describe(
