@@ -68,6 +68,10 @@ class Settings:
     # restarts with the same id gets its partitions back at once, without a rebalance, instead of after the
     # session timeout. Unique per live process of a role; empty: dynamic membership. ``up`` sets one per child.
     group_instance_id: str = ""
+    # A worker whose intake has not started this long after the app started ends (non-zero exit, and a
+    # supervisor starts it again): Faust's start-up waits for its consumer's assignment without a bound,
+    # and a fenced static member never gets one.
+    worker_start_timeout_s: float = 60.0
     log_level: str = "info"
     facade_host: str = "127.0.0.1"
     facade_port: int = 8000
@@ -131,6 +135,7 @@ class Settings:
         "BARCODEFLOW_DATA_DIR": ("data_dir", str),
         "BARCODEFLOW_APP_ID": ("app_id", str),
         "GROUP_INSTANCE_ID": ("group_instance_id", str),
+        "WORKER_START_TIMEOUT_S": ("worker_start_timeout_s", float),
         "LOG_LEVEL": ("log_level", str),
         "FACADE_HOST": ("facade_host", str),
         "FACADE_PORT": ("facade_port", int),

@@ -25,7 +25,7 @@ from barcodeflow.redis import redis_client
 from barcodeflow.settings import Settings
 from render.batch import failed_part, render_task
 from render.pool import RenderPool
-from schemas.errors import RenderFailed
+from schemas.errors import BarcodeflowError, RenderFailed
 from stream_app.faust_config import faust_config
 from stream_app.intake import Intake
 
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT_MARGIN_S = 30.0
 LOST_JOB_S = 1.0
+
+
+class StartupStalled(BarcodeflowError):
+    """The worker's intake did not start within ``WORKER_START_TIMEOUT_S`` of the app's start."""
 
 
 @dataclass
@@ -56,6 +60,7 @@ class WorkerApp(faust.App):
     jobs: Any
     intake: Intake
     intake_task: asyncio.Task[None] | None = None
+    start_watch: asyncio.Task[None] | None = None
     actors: int = 1
     actors_busy: int = 0
     last_pickup: float = 0.0
@@ -66,6 +71,17 @@ class WorkerApp(faust.App):
         self.pool.start()
         s = self.bf_settings
         self.render_cache.redis = redis_client(s.redis_url, timeout_s=s.cache_timeout_ms / 1000)
+        self.start_watch = asyncio.create_task(self._watch_start(s.worker_start_timeout_s), name="start-watch")
+
+    async def _watch_start(self, timeout_s: float) -> None:
+        """End the worker if its intake has not started ``timeout_s`` after the app: Faust's start-up waits
+        for its consumer's first assignment without a bound, and a static member that the broker fenced (a
+        second live process under its GROUP_INSTANCE_ID) never gets one; it would sit there, alive and idle."""
+        await asyncio.sleep(timeout_s)
+        if self.intake_task is None:
+            exc = StartupStalled(f"the intake did not start within {timeout_s:g} s (WORKER_START_TIMEOUT_S)")
+            log.critical("worker stopped: %s%s", exc, membership_hint(self.bf_settings))
+            await self.crash(exc)
 
     async def start_intake(self) -> None:
         s = self.bf_settings
@@ -86,11 +102,10 @@ class WorkerApp(faust.App):
         await self.intake.run()
 
     def _intake_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical(
-                "intake loop crashed: %r; stopping the worker%s", task.exception(), membership_hint(self.bf_settings)
-            )
-            asyncio.ensure_future(self.stop())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.critical("intake loop crashed: %r; stopping the worker%s", exc, membership_hint(self.bf_settings))
+            asyncio.ensure_future(self.crash(exc))  # mode's Service.crash: the worker exits with status 1
 
     async def render(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Hand ``tasks`` to the render agent; their parts, in order.
@@ -129,6 +144,8 @@ class WorkerApp(faust.App):
         await self.jobs.send(value=job)
 
     async def on_stop(self) -> None:
+        if self.start_watch is not None:
+            await cancel_and_wait(self.start_watch)
         if self.intake_task is not None:
             await cancel_and_wait(self.intake_task)
             await self.intake.drain()

@@ -1,13 +1,16 @@
 """Static group membership (``GROUP_INSTANCE_ID``) on the real broker: a member that comes back under its id
 takes its partitions back without a rebalance of the others; with dynamic membership the same restart
 moves partitions (the control that shows the test can tell the two apart). Two live sinks with one id
-take the partitions from each other, and one of them stops with an error naming the id."""
+take the partitions from each other, and one of them stops with an error naming the id; so does one of two
+live workers."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,6 +20,8 @@ from aiokafka.errors import KafkaError
 from barcodeflow.kafka import MembershipConflict, Rebalance, consumer_config, group_config, member_instance_id
 from barcodeflow.settings import Settings
 from sink.app import run_sink
+from stream_app.topics import ensure_topics
+from tests.support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +150,25 @@ async def test_two_live_sinks_with_one_id_stop_loudly(
             await asyncio.gather(*sinks, return_exceptions=True)
     assert all(isinstance(e, MembershipConflict | KafkaError) for e in errors), errors
     assert "GROUP_INSTANCE_ID='same-sink'" in caplog.text
+
+
+@pytest.mark.timeout(180)
+async def test_two_live_workers_with_one_id_stop_loudly(isolated_settings: Settings, tmp_path: Path) -> None:
+    """The intake's side of the same misconfiguration, with real worker processes: two workers under one
+    GROUP_INSTANCE_ID take the request partitions from each other (or one is fenced); a worker ends with a
+    non-zero exit and its log names the id."""
+    s = isolated_settings.with_(group_instance_id="same-worker", worker_start_timeout_s=20.0)
+    await ensure_topics(s)
+    pipe = Pipeline(s, tmp_path)
+    workers = [pipe.add(name, "worker") for name in ("worker-a", "worker-b")]
+    try:
+        deadline = time.monotonic() + 120
+        while all(w.alive() for w in workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        ended = [w for w in workers if not w.alive()]
+        assert ended, f"both workers ran on under one GROUP_INSTANCE_ID:\n{pipe.logs()}"
+        for w in ended:
+            assert w.returncode() != 0, w.tail()
+            assert "GROUP_INSTANCE_ID='same-worker'" in w.tail(200), w.tail()
+    finally:
+        pipe.stop()
