@@ -153,15 +153,20 @@ async def test_two_live_sinks_with_one_id_stop_loudly(
 
 
 @pytest.mark.timeout(180)
-async def test_two_live_workers_with_one_id_stop_loudly(isolated_settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("second_after_s", [0.0, 8.0], ids=["together", "second-joins-a-running-group"])
+async def test_two_live_workers_with_one_id_stop_loudly(
+    isolated_settings: Settings, tmp_path: Path, second_after_s: float
+) -> None:
     """The intake's side of the same misconfiguration, with real worker processes: two workers under one
     GROUP_INSTANCE_ID take the request partitions from each other (or one is fenced); a worker ends with a
     non-zero exit and its log names the id."""
     s = isolated_settings.with_(group_instance_id="same-worker", worker_start_timeout_s=20.0)
     await ensure_topics(s)
     pipe = Pipeline(s, tmp_path)
-    workers = [pipe.add(name, "worker") for name in ("worker-a", "worker-b")]
+    workers = [pipe.add("worker-a", "worker")]
     try:
+        await asyncio.sleep(second_after_s)
+        workers.append(pipe.add("worker-b", "worker"))
         deadline = time.monotonic() + 120
         while all(w.alive() for w in workers) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
