@@ -288,6 +288,12 @@ async def test_r1c_worker_sigkill_with_the_default_deadline(
             if any((x.get("error") or {}).get("code") == "timeout" for x in (r.doc or {}).get("results", []))
         }
     )
+    if max(recoveries) >= s.batch_timeout_s - FAILOVER_MARGIN_S:
+        outcome = "FAIL: failover >= deadline"
+    elif timed_out:
+        outcome = f"FAIL: {len(timed_out)} batches answered with timeout items"
+    else:
+        outcome = "pass; 0 batches answered with timeout items"
     figures.record(
         "R1c worker SIGKILL, default deadline",
         load=f"{len(batches)} batches x 10 QR PNG 2000 px, BATCH_TIMEOUT_S={s.batch_timeout_s:g}",
@@ -296,13 +302,7 @@ async def test_r1c_worker_sigkill_with_the_default_deadline(
         visible_duplicates=report.visible_duplicates,
         raw_duplicates=report.raw_duplicates,
         recover_s=_recover_text(recoveries),
-        outcome=(
-            "FAIL: failover >= deadline"
-            if max(recoveries) >= s.batch_timeout_s - FAILOVER_MARGIN_S
-            else f"FAIL: {len(timed_out)} batches answered with timeout items"
-            if timed_out
-            else "pass; 0 batches answered with timeout items"
-        ),  # fmt: skip
+        outcome=outcome,
         extra={**report.summary(), "batches_in_flight_at_kills": in_flight, "timed_out_batches": len(timed_out)},
     )
     deadline = s.batch_timeout_s
