@@ -110,7 +110,8 @@ class Settings:
     facade_render_workers: int = 0
     facade_render_timeout_s: float = 10.0
     facade_image_max_age_s: int = 86400
-    # In-process fallback for results of batches submitted to this replica (used when Redis is down).
+    # In-process copy of the results of batches submitted to this replica (answers GET when Redis is down);
+    # the oldest go first beyond this many bytes (gauge barcodeflow_facade_local_results_bytes).
     facade_local_results_max_bytes: int = 64 * 1024 * 1024
     topic_prefix: str = ""
     topics: Topics = field(default_factory=Topics)
@@ -155,6 +156,7 @@ class Settings:
         "FACADE_RENDER_EXECUTOR": ("facade_render_executor", str),
         "FACADE_RENDER_WORKERS": ("facade_render_workers", int),
         "FACADE_RATELIMIT_PREFIX": ("facade_ratelimit_prefix", str),
+        "FACADE_LOCAL_RESULTS_MAX_BYTES": ("facade_local_results_max_bytes", int),
     }
 
     @classmethod

@@ -75,15 +75,26 @@ async def wait_facade(base_url: str, timeout: float = 90.0, check: Any = None) -
     raise TimeoutError(f"facade not ready after {timeout:.0f} s: {last}")
 
 
+async def _metrics_text(base_url: str) -> str:
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=5.0, headers={"X-API-Key": API_KEY}) as client:
+            return (await client.get("/metrics")).text
+    except httpx.HTTPError:
+        return ""
+
+
+async def local_results_mb(base_url: str) -> float | None:
+    """The facade's in-process copy of its own batches' results, in MB (``..._local_results_bytes``)."""
+    for line in (await _metrics_text(base_url)).splitlines():
+        if line.startswith("barcodeflow_facade_local_results_bytes "):
+            return round(float(line.rpartition(" ")[2]) / 2**20, 1)
+    return None
+
+
 async def facade_outcomes(base_url: str) -> dict[str, float]:
     """``barcodeflow_facade_batches_total`` by outcome, from the facade's /metrics."""
     out: dict[str, float] = {}
-    try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=5.0, headers={"X-API-Key": API_KEY}) as client:
-            text = (await client.get("/metrics")).text
-    except httpx.HTTPError:
-        return out
-    for line in text.splitlines():
+    for line in (await _metrics_text(base_url)).splitlines():
         if line.startswith("barcodeflow_facade_batches_total{"):
             labels, _, value = line.rpartition(" ")
             outcome = labels.split('outcome="', 1)[-1].split('"', 1)[0]
@@ -143,8 +154,10 @@ async def measure_facade(
     cached_requests: dict[int, int],
     qr_requests: dict[int, int],
     log: Any = print,
+    on_warm: Any = None,
 ) -> dict[str, Any]:
-    """``cached_requests``/``qr_requests``: concurrent clients -> requests per client."""
+    """``cached_requests``/``qr_requests``: concurrent clients -> requests per client. ``on_warm()`` is called
+    once every kind of request has been through the facade (its memory baseline)."""
     source = DataSource()
     small = orjson.dumps({"barcodes": [
         {"barcode_type": "qr", "data": source.data("qr"), "format": "svg"},
@@ -168,6 +181,8 @@ async def measure_facade(
     # reported apart, and each client sends 2 unmeasured requests first, as for the cached batch
     cold = await _load(base_url, [[orjson.dumps({"barcodes": take(qr, 100)}) for _ in range(2)]], 60.0)
     out["first_100_qr_ms"] = [round(x, 1) for x in cold.latencies_ms]
+    if on_warm is not None:
+        on_warm()
     for clients, n in qr_requests.items():
         bodies = [[orjson.dumps({"barcodes": take(qr, 100)}) for _ in range(n + 2)] for _ in range(clients)]
         before = await facade_outcomes(base_url)

@@ -248,7 +248,8 @@ async def run_pipeline_parts(
 async def run_facade(
     pipe: Any, cfg: dict[str, Any], svc: list[int], doc: dict[str, Any], port: int, args: Any, workdir: Path
 ) -> dict[str, Any]:
-    from bench.facade_load import facade_env, measure_facade, wait_facade
+    from bench.facade_load import facade_env, local_results_mb, measure_facade, wait_facade
+    from bench.procs import rss
 
     proc = pipe.add("facade", "facade", "--port", str(port), env=facade_env())
     base = f"http://127.0.0.1:{port}"
@@ -263,8 +264,13 @@ async def run_facade(
     if args.profile and args.profile_phase == "facade":
         profile = [start_py_spy(r, pipe.procs[r].pid, args.profile, workdir) for r in ("worker", "sink", "facade")]
     meter = CpuMeter(svc).start()
+    memory: dict[str, Any] = {"at_ready_mb": rss(proc.pid)["main_mb"]}
     try:
-        out = await measure_facade(base, cached_requests=cfg["facade_cached"], qr_requests=cfg["facade_qr"], log=log)
+        out = await measure_facade(base, cached_requests=cfg["facade_cached"], qr_requests=cfg["facade_qr"], log=log,
+                                   on_warm=lambda: memory.update(baseline_mb=rss(proc.pid)["main_mb"]))  # fmt: skip
+        await asyncio.sleep(1.0)  # as for the worker: RSS once the burst is over
+        memory["after_mb"] = rss(proc.pid)["main_mb"]
+        memory["local_results_mb"] = await local_results_mb(base)  # a bounded copy the facade keeps by design
     except Exception as exc:  # noqa: BLE001
         log(f"facade measurement failed: {exc!r}\n{proc.tail()}")
         return {"skipped": True, "reason": f"facade measurement failed: {exc!r}"[:400], "log_tail": proc.tail(15)}
@@ -274,6 +280,7 @@ async def run_facade(
             doc["profile"] = [finish_py_spy(h) for h in profile if h is not None]
         proc.stop()
     out["startup_s"] = round(ready, 2)
+    out["memory"] = memory  # informational: no target
     lim = doc.get("limit", {}).get("time_for_100_qr_ms")
     p50 = out["uncached_qr_100"].get("1", {}).get("p50_ms")
     if lim and p50:

@@ -129,6 +129,14 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(
                 _row(("(sink, info)", 14), (_n(sb, 1), 8), ("->", 4), (_n(sa, 1), 8), (f"({sa - sb:+.1f})", 9))
             )
+        fm = fac.get("memory") or {}
+        fb, fa = fm.get("baseline_mb"), fm.get("after_mb")
+        if fb is not None and fa is not None:  # after its first requests -> after part 3
+            held = fm.get("local_results_mb")
+            lines.append(
+                _row(("(facade, info)", 14), (_n(fb, 1), 8), ("->", 4), (_n(fa, 1), 8), (f"({fa - fb:+.1f})", 9))
+                + ("" if held is None else f"   part 3 only; of it results kept for GET: {held:.1f}")
+            )
 
     lines += ["", f"CPU per section in cores busy (of {m.get('nproc')}); 'other processes' = not this benchmark's:"]
     for name, c in (doc.get("cpu") or {}).items():

@@ -99,6 +99,11 @@ class Metrics:
             "Batch results not written to Redis (queue full or Redis down).",
             registry=r,
         )
+        self.local_results_bytes = Gauge(
+            f"{NS}_local_results_bytes",
+            "Bytes of this replica's in-process copy of its own batches' results (FACADE_LOCAL_RESULTS_MAX_BYTES).",
+            registry=r,
+        )
         self.kafka_ready = Gauge(
             f"{NS}_kafka_component_ready",
             "1 when a Kafka client of this replica is running.",

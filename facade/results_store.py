@@ -84,6 +84,10 @@ class _LocalCache:
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
 
 class ResultsStore:
     def __init__(
@@ -105,6 +109,7 @@ class ResultsStore:
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self._writer: asyncio.Task[None] | None = None
         self._store_script = redis.register_script(_STORE_IF_OWNED) if redis is not None else None
+        metrics.local_results_bytes.set_function(lambda: float(self._results.bytes))
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -100,6 +100,25 @@ def test_metrics(harness: Harness) -> None:
         assert needle in text, needle
 
 
+def _local_results_bytes(hx: Harness) -> float:
+    for line in hx.client.get("/metrics").text.splitlines():
+        if line.startswith("barcodeflow_facade_local_results_bytes "):
+            return float(line.rpartition(" ")[2])
+    raise AssertionError("barcodeflow_facade_local_results_bytes is not exported")
+
+
+def test_local_results_gauge_counts_the_replicas_own_results_within_its_bound(make_harness: MakeHarness) -> None:
+    hx = make_harness()
+    assert _local_results_bytes(hx) == 0.0
+    bodies = [hx.client.post("/v1/batches", json=batch(n), headers=hx.h()).content for n in (2, 3)]
+    assert _local_results_bytes(hx) == float(sum(len(b) for b in bodies))  # the results' bytes as answered
+    bound = len(bodies[1]) + 10  # room for one result: the older one goes
+    small = make_harness(settings={"facade_local_results_max_bytes": bound})
+    sizes = [len(small.client.post("/v1/batches", json=batch(n), headers=small.h()).content) for n in (3, 3)]
+    assert 0 < _local_results_bytes(small) <= bound
+    assert _local_results_bytes(small) == float(sizes[-1])
+
+
 def test_each_app_has_its_own_registry(make_harness: MakeHarness) -> None:
     a, b = make_harness(), make_harness()
     a.client.post("/v1/batches", json=batch(1), headers=a.h())
