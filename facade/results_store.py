@@ -1,14 +1,18 @@
 """Batch ownership and results, shared by every facade replica through Redis.
 
-* ``bf:owner:{batch_id}`` = key id (SHA-256 of the submitting API key), TTL ``result_ttl_s``; written
-  with ``SET NX`` before the batch is published. A client-chosen ``batch_id`` already owned by another
-  key is refused (409), so nobody can read or shadow another key's batch.
+* ``bf:owner:{batch_id}`` = key id (SHA-256 of the submitting API key), TTL ``result_ttl_s``; claimed
+  (one Lua script) before the batch is published. A client-chosen ``batch_id`` already owned by another
+  key is refused (409), so nobody can read or shadow another key's batch. The same key claiming again
+  renews the TTL; a new claim also deletes a result left behind by a claim that lapsed.
 * ``bf:result:{batch_id}`` = the BatchResult record of ``barcode.results`` (the sink's), its value
   bytes as they are, TTL ``result_ttl_s``. Every replica's ``ResultListener`` sees every result; its
   callback, named by the record key, enqueues the bytes (no replica decodes them) and a writer task
-  stores them *only if the owner key exists* (one Lua script: idempotent, so N replicas writing the
-  same result is harmless). Nothing else writes results: an answer the facade made itself (from the
-  render cache) is not stored; ``GET`` serves the sink's record once it is there.
+  stores them *only if the owner key exists*, renewing the owner's TTL with it, so that the two end
+  together (one Lua script: idempotent, so N replicas writing the same result is harmless). Nothing
+  else writes results: an answer the facade made itself (from the render cache) is not stored; ``GET``
+  serves the sink's record once it is there. What this cannot cover: an owner key lost while its batch
+  is still in the pipeline (Redis's LRU evicting a key seconds old) frees the id for another key's
+  claim before the first result arrives, and that result would then be stored under the new owner.
 * A small byte-bounded in-process copy of this replica's own batches (owner + result) answers when
   Redis is down, so a caller of this replica can still poll a batch it submitted here.
 """
@@ -35,10 +39,28 @@ RESULT_KEY = "bf:result:{}"
 _STORE_IF_OWNED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 """
+# the owner key is renewed with the result: the two end together, never the owner first
+
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+if current == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+# a new claim removes a result left by a claim that lapsed (TTL or eviction of the owner key alone): an id
+# taken again by another key must not show it the earlier owner's result
 
 
 @dataclass(frozen=True)
@@ -109,6 +131,7 @@ class ResultsStore:
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self._writer: asyncio.Task[None] | None = None
         self._store_script = redis.register_script(_STORE_IF_OWNED) if redis is not None else None
+        self._claim_script = redis.register_script(_CLAIM) if redis is not None else None
         metrics.local_results_bytes.set_function(lambda: float(self._results.bytes))
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -126,16 +149,12 @@ class ResultsStore:
         local = self._owners.get(batch_id)
         if local is not None and local != owner:
             raise self._conflict(batch_id)
-        redis = self.redis
-        if redis is not None:
-            key = OWNER_KEY.format(batch_id)
+        script = self._claim_script
+        if script is not None:
+            keys = [OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id)]
             try:
-                created = await self.guard.run(lambda: redis.set(key, owner, nx=True, ex=self.ttl_s))
-                if not created:
-                    existing = await self.guard.run(lambda: redis.get(key))
-                    if existing is not None and _text(existing) != owner:
-                        raise self._conflict(batch_id)
-                    await self.guard.run(lambda: redis.set(key, owner, ex=self.ttl_s))
+                if not await self.guard.run(lambda: script(keys=keys, args=[owner, self.ttl_s])):
+                    raise self._conflict(batch_id)
             except RedisUnavailable:
                 log.debug("claim of %s recorded locally only (redis unavailable)", batch_id)
         self._owners.put(batch_id, owner)

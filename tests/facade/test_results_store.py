@@ -1,0 +1,94 @@
+"""``ResultsStore`` against the real Redis: ownership of a batch_id and its stored result end together."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from barcodeflow.redis import RedisGuard
+from facade.metrics import Metrics
+from facade.results_store import OWNER_KEY, RESULT_KEY, ResultsStore
+from tests.facade.conftest import redis_url, requires_redis
+
+pytestmark = requires_redis
+
+MakeStore = Callable[[], ResultsStore]
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url())
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_store(redis: aioredis.Redis) -> AsyncIterator[MakeStore]:
+    """Each store is one facade replica sharing the Redis."""
+    stores: list[ResultsStore] = []
+
+    def make() -> ResultsStore:
+        guard = RedisGuard(timeout=2.0, cooldown=0.5, what="test results store")
+        store = ResultsStore(redis, guard, ttl_s=3600, metrics=Metrics())
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.stop()
+
+
+async def stored(redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw: bytes) -> None:
+    """Hand ``raw`` to ``store`` as its listener would and wait until its writer has put it in Redis."""
+    await store.start()
+    store.on_result(batch_id, raw)
+    for _ in range(200):
+        if await redis.get(RESULT_KEY.format(batch_id)) == raw:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the result of {batch_id} was not stored")
+
+
+async def test_a_lapsed_claim_does_not_hand_its_result_to_the_next_owner(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    replica_a, replica_b = make_store(), make_store()
+    batch_id = f"order-{secrets.token_hex(6)}"
+    await replica_a.claim(batch_id, "key-a")
+    await stored(redis, batch_id, replica_a, b'{"batch_id": "...", "owner": "a"}')
+    # the owner key ends (its TTL, or Redis's LRU evicting it) while the result key is still there
+    await redis.delete(OWNER_KEY.format(batch_id))
+    await replica_b.claim(batch_id, "key-b")  # the id is free again: another key may take it
+    found = await replica_b.lookup(batch_id, "key-b")
+    assert (found.state, found.result) == ("pending", None)  # not key-a's result
+    assert await redis.get(RESULT_KEY.format(batch_id)) is None
+
+
+async def test_a_stored_result_and_its_owner_expire_together(redis: aioredis.Redis, make_store: MakeStore) -> None:
+    store = make_store()
+    batch_id = f"order-{secrets.token_hex(6)}"
+    await store.claim(batch_id, "key-a")
+    await asyncio.sleep(0.3)  # the pipeline's time between the claim and the result
+    await stored(redis, batch_id, store, b'{"batch_id": "..."}')
+    owner_ms = await redis.pttl(OWNER_KEY.format(batch_id))
+    result_ms = await redis.pttl(RESULT_KEY.format(batch_id))
+    assert 0 < result_ms <= 3600 * 1000
+    assert owner_ms >= result_ms - 50  # the owner does not lapse before its result (it did by the 0.3 s)
+    found = await store.lookup(batch_id, "key-a")
+    assert found.state == "done"
+
+
+async def test_the_same_key_claiming_again_keeps_its_stored_result(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    replica_a, replica_b = make_store(), make_store()
+    batch_id = f"order-{secrets.token_hex(6)}"
+    await replica_a.claim(batch_id, "key-a")
+    await stored(redis, batch_id, replica_a, b'{"n": 1}')
+    await replica_b.claim(batch_id, "key-a")  # a retry of the same batch through another replica
+    assert (await replica_b.lookup(batch_id, "key-a")).result == b'{"n": 1}'
+    assert (await replica_b.lookup(batch_id, "key-b")).state == "unknown"
