@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -13,6 +14,19 @@ from barcodeflow.settings import Settings
 log = logging.getLogger(__name__)
 
 WEEK_MS = 7 * 24 * 3600 * 1000
+LEADERSHIP_SETTLE_S = 0.25
+
+
+def _all_led(described: list[dict[str, Any]], names: list[str]) -> bool:
+    """``describe_topics``' answer shows every topic of ``names`` with a leader for each of its partitions."""
+    led = {
+        t["topic"]
+        for t in described
+        if t.get("error_code") == 0
+        and t.get("partitions")
+        and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in t["partitions"])
+    }
+    return set(names) <= led
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -47,13 +61,17 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[st
             if not {s.name for s in wanted} <= set(await admin.list_topics()):
                 raise
             log.debug("create_topics raced: %r", exc)
-        # wait until metadata shows them, so consumers started next find their partitions
+        # wait until metadata names a leader for every partition, so consumers started next find them
+        names = [s.name for s in wanted]
         deadline = asyncio.get_running_loop().time() + timeout
-        while not {s.name for s in wanted} <= set(await admin.list_topics()):
+        while not _all_led(await admin.describe_topics(names), names):
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("topics not visible after creation")
-            await asyncio.sleep(0.2)
-        log.info("created topics: %s", ", ".join(s.name for s in wanted))
+                raise TimeoutError("topics have no leader for every partition after creation")
+            await asyncio.sleep(0.1)
+        # the broker takes up the leadership a moment after its metadata names it: a ListOffsets sent at
+        # once is answered NOT_LEADER_OR_FOLLOWER, which aiokafka's fetcher logs as an ERROR before retrying
+        await asyncio.sleep(LEADERSHIP_SETTLE_S)
+        log.info("created topics: %s", ", ".join(names))
         return [s.name for s in wanted]
     finally:
         await admin.close()
