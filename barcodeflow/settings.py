@@ -53,6 +53,9 @@ class Topics:
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The render cache's own Redis (CACHE_REDIS_URL); empty: the cache shares REDIS_URL with ownership claims,
+    # results and rate limits, and its LRU turnover then evicts those too (README, "Redis memory").
+    cache_redis_url: str = ""
     topic_partitions: int = 8
     render_concurrency: int = 2
     cache_max_size: int = 1000
@@ -123,6 +126,7 @@ class Settings:
     _ENV: ClassVar[EnvTable] = {
         "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", str),
         "REDIS_URL": ("redis_url", str),
+        "CACHE_REDIS_URL": ("cache_redis_url", str),
         "TOPIC_PARTITIONS": ("topic_partitions", int),
         "TOPIC_PREFIX": ("topic_prefix", str),
         "RENDER_CONCURRENCY": ("render_concurrency", int),
@@ -167,6 +171,11 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def image_cache_url(self) -> str:
+        """The Redis of the render cache: ``CACHE_REDIS_URL``, else ``REDIS_URL``."""
+        return self.cache_redis_url or self.redis_url
 
     @property
     def render_tasks_per_batch(self) -> int:

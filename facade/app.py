@@ -56,6 +56,7 @@ class FacadeState:
     listener: Component
     kafka_probe: Callable[[], Awaitable[None]]
     trusted_proxies: tuple[IPNetwork, ...]
+    cache_redis: Any | None = None  # the render cache's own client (CACHE_REDIS_URL), closed with the app
 
 
 async def _bounded(what: str, step: Awaitable[Any], timeout: float) -> None:
@@ -126,6 +127,9 @@ def build_state(
         redis, guard, ttl_s=s.result_ttl_s, metrics=metrics, local_max_bytes=s.facade_local_results_max_bytes
     )
     pub, lis = _kafka_components(s, results, publisher, listener)
+    cache_redis = None
+    if s.image_cache_url != s.redis_url:  # the render cache has a Redis of its own
+        cache_redis = redis_client(s.image_cache_url, timeout_s=s.facade_redis_timeout_s, health_check_interval=30)
     metrics.kafka_ready.labels("publisher").set_function(lambda: float(pub.is_ready))
     metrics.kafka_ready.labels("listener").set_function(lambda: float(lis.is_ready))
     return FacadeState(
@@ -133,7 +137,7 @@ def build_state(
         auth=Authenticator(load_api_keys(s), allow_no_auth=s.facade_allow_no_auth),
         limiter=limiter,
         results=results,
-        images=ImageService(s, redis, metrics),
+        images=ImageService(s, cache_redis or redis, metrics),
         metrics=metrics,
         redis=redis,
         owns_redis=owns_redis,
@@ -141,6 +145,7 @@ def build_state(
         listener=lis,
         kafka_probe=kafka_probe or KafkaProbe(s, s.facade_readiness_timeout_s),
         trusted_proxies=parse_trusted(s.trusted_proxies),
+        cache_redis=cache_redis,
     )
 
 
@@ -165,6 +170,8 @@ async def run_state(state: FacadeState) -> AsyncIterator[None]:
         state.images.close()
         if state.owns_redis and state.redis is not None:
             await _bounded("closing the Redis client", state.redis.aclose(), step)
+        if state.cache_redis is not None:
+            await _bounded("closing the render cache's Redis client", state.cache_redis.aclose(), step)
 
 
 def openapi_schema(app: FastAPI, max_batch_size: int) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class WorkerApp(faust.App):
         await super().on_start()
         self.pool.start()
         s = self.bf_settings
-        self.render_cache.redis = redis_client(s.redis_url, timeout_s=s.cache_timeout_ms / 1000)
+        self.render_cache.redis = redis_client(s.image_cache_url, timeout_s=s.cache_timeout_ms / 1000)
         self.start_watch = asyncio.create_task(self._watch_start(s.worker_start_timeout_s), name="start-watch")
 
     async def _watch_start(self, timeout_s: float) -> None:
@@ -160,7 +160,7 @@ class WorkerApp(faust.App):
 def create_worker_app(settings: Settings, **overrides: Any) -> WorkerApp:
     app = WorkerApp(**{**faust_config(settings, "worker"), **overrides})
     app.bf_settings = settings
-    store = PoolStore(settings.redis_url, ttl=settings.cache_default_ttl, timeout_ms=settings.cache_timeout_ms)
+    store = PoolStore(settings.image_cache_url, ttl=settings.cache_default_ttl, timeout_ms=settings.cache_timeout_ms)
     app.pool = RenderPool(settings.render_concurrency, store=store)
     app.render_cache = TwoLevelCache(
         None, max_size=settings.cache_max_size, ttl=settings.cache_default_ttl, timeout_ms=settings.cache_timeout_ms

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import time
 import uuid
+from pathlib import Path
 
 import defusedxml.ElementTree as DET
 import pytest
 import zxingcpp
 from PIL import Image
 
-from tests.facade.conftest import Harness, MakeHarness, redis_available
+from tests.facade.conftest import Harness, MakeHarness, batch, redis_available, redis_url
 
 
 def _png_text(content: bytes) -> list[str]:
@@ -193,3 +195,33 @@ def test_render_backlog_is_bounded(harness: Harness) -> None:
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "render_unavailable"
     assert r.headers["retry-after"] == "1"
+
+
+@pytest.mark.integration
+def test_the_image_cache_can_have_a_redis_of_its_own(make_harness: MakeHarness, tmp_path: Path) -> None:
+    """CACHE_REDIS_URL: rendered images are cached there; claims (and results, rate limits) stay in REDIS_URL."""
+    import redis as redis_sync
+
+    from barcodeflow.cache import KEY_PREFIX
+    from facade.results_store import OWNER_KEY
+    from tests.support.pipeline import RedisServer, free_port
+
+    cache = RedisServer(free_port(), tmp_path / "cache")
+    cache.start()
+    try:
+        hx = make_harness(use_redis=True, settings={"cache_redis_url": cache.url, "cache_timeout_ms": 1000})
+        r = hx.client.get(f"/v1/barcodes/qr.svg?data=own-cache-{uuid.uuid4().hex}", headers=hx.h())
+        assert r.status_code == 200
+        cache_client, state_client = redis_sync.Redis.from_url(cache.url), redis_sync.Redis.from_url(redis_url())
+        deadline = time.monotonic() + 5
+        while not cache_client.keys(KEY_PREFIX + "*") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the image is stored after the answer
+        assert len(cache_client.keys(KEY_PREFIX + "*")) == 1
+        posted = hx.client.post("/v1/batches?wait=false", json=batch(1), headers=hx.h())
+        batch_id = posted.json()["batch_id"]
+        assert state_client.exists(OWNER_KEY.format(batch_id)) == 1
+        assert cache_client.exists(OWNER_KEY.format(batch_id)) == 0
+        cache_client.close()
+        state_client.close()
+    finally:
+        cache.stop()

@@ -126,3 +126,27 @@ async def test_sink_killed_mid_batch_rebuilds_its_runs(isolated_settings: Settin
     restart ended as ``timeout`` items or no result."""
     _, results = await kill_mid_flow("sink", isolated_settings, tmp_path, 30)
     assert_all_complete(results, 30)
+
+
+async def test_the_render_cache_can_have_a_redis_of_its_own(isolated_settings: Settings, tmp_path: Path) -> None:
+    """CACHE_REDIS_URL: the worker's images go there, none to REDIS_URL (ownership and results stay apart
+    from the cache's LRU turnover)."""
+    state, cache = RedisServer(free_port(), tmp_path / "state"), RedisServer(free_port(), tmp_path / "cache")
+    state.start()
+    cache.start()
+    settings = isolated_settings.with_(redis_url=state.url, cache_redis_url=cache.url, cache_timeout_ms=1000)
+    tag = uuid.uuid4().hex[:8]
+    state_client, cache_client = Redis.from_url(state.url), Redis.from_url(cache.url)
+    try:
+        async with running_pipeline(settings, tmp_path) as pipe:
+            first = await pipe.submit(qr_batch(tag, 0))
+            assert first["summary"]["successful"] == 20
+            assert len(await cache_client.keys(KEY_PREFIX + "*")) >= 20  # (and the readiness probe's)
+            assert await state_client.keys("*") == []
+            again = await pipe.submit(qr_batch(tag, 0) | {"batch_id": f"{tag}-0b"})
+            assert again["summary"]["cached"] == 20
+    finally:
+        await state_client.aclose()
+        await cache_client.aclose()
+        state.stop()
+        cache.stop()

@@ -40,6 +40,11 @@ def test_compose_app_services_point_at_the_stack() -> None:
         env = services[name]["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
         assert env["REDIS_URL"].startswith("redis://redis:6379"), name
+        assert env["CACHE_REDIS_URL"].startswith("redis://redis-cache:6379"), name
+    # the cache's LRU turnover has its own instance; the state instance evicts only keys with a TTL
+    policy = {name: _words(services[name]["command"]) for name in ("redis", "redis-cache")}
+    assert policy["redis-cache"][policy["redis-cache"].index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert policy["redis"][policy["redis"].index("--maxmemory-policy") + 1] == "volatile-lru"
     kafka_env = services["kafka"]["environment"]
     assert int(kafka_env["KAFKA_MESSAGE_MAX_BYTES"]) == 16 * 1024 * 1024
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
