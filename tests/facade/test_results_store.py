@@ -53,13 +53,19 @@ async def stored(redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw:
     raise AssertionError(f"the result of {batch_id} was not stored")
 
 
-async def test_a_lapsed_claim_does_not_hand_its_result_to_the_next_owner(
-    redis: aioredis.Redis, make_store: MakeStore
-) -> None:
+async def claimed_and_answered(redis: aioredis.Redis, make_store: MakeStore, raw: bytes) -> tuple[ResultsStore, str]:
+    """A batch claimed by key-a through one replica, its result stored; another replica and the batch_id."""
     replica_a, replica_b = make_store(), make_store()
     batch_id = f"order-{secrets.token_hex(6)}"
     await replica_a.claim(batch_id, "key-a")
-    await stored(redis, batch_id, replica_a, b'{"batch_id": "...", "owner": "a"}')
+    await stored(redis, batch_id, replica_a, raw)
+    return replica_b, batch_id
+
+
+async def test_a_lapsed_claim_does_not_hand_its_result_to_the_next_owner(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    replica_b, batch_id = await claimed_and_answered(redis, make_store, b'{"batch_id": "...", "owner": "a"}')
     # the owner key ends (its TTL, or Redis's LRU evicting it) while the result key is still there
     await redis.delete(OWNER_KEY.format(batch_id))
     await replica_b.claim(batch_id, "key-b")  # the id is free again: another key may take it
@@ -85,10 +91,7 @@ async def test_a_stored_result_and_its_owner_expire_together(redis: aioredis.Red
 async def test_the_same_key_claiming_again_keeps_its_stored_result(
     redis: aioredis.Redis, make_store: MakeStore
 ) -> None:
-    replica_a, replica_b = make_store(), make_store()
-    batch_id = f"order-{secrets.token_hex(6)}"
-    await replica_a.claim(batch_id, "key-a")
-    await stored(redis, batch_id, replica_a, b'{"n": 1}')
+    replica_b, batch_id = await claimed_and_answered(redis, make_store, b'{"n": 1}')
     await replica_b.claim(batch_id, "key-a")  # a retry of the same batch through another replica
     assert (await replica_b.lookup(batch_id, "key-a")).result == b'{"n": 1}'
     assert (await replica_b.lookup(batch_id, "key-b")).state == "unknown"
