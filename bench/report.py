@@ -65,6 +65,11 @@ def _row(*cols: tuple[Any, int]) -> str:
     return "   " + f"{first[0]!s:<{first[1]}}" + "".join(f"{c!s:>{w}}" for c, w in rest)
 
 
+def _rss_row(label: str, before: Any, after: Any, growth: float) -> str:
+    """A row of part 4: RSS before -> after, in MB, and the growth."""
+    return _row((label, 14), (_n(before, 1), 8), ("->", 4), (_n(after, 1), 8), (f"({growth:+.1f})", 9))
+
+
 def table(doc: dict[str, Any]) -> str:
     m = doc.get("machine", {})
     lines = [
@@ -122,19 +127,16 @@ def table(doc: dict[str, Any]) -> str:
         lines += ["", f"4. worker RSS in MB, after warm-up -> after {_n(mem.get('codes'))} codes "
                       f"(at ready: {_n(mem.get('at_ready', {}).get('total_mb'), 1)})"]  # fmt: skip
         for k, label in (("main", "main process"), ("render_pool", "render pool"), ("total", "total")):
-            lines.append(_row((label, 14), (_n(b.get(f"{k}_mb"), 1), 8), ("->", 4), (_n(a.get(f"{k}_mb"), 1), 8),
-                              (f"({g.get(k, 0):+.1f})", 9)))  # fmt: skip
+            lines.append(_rss_row(label, b.get(f"{k}_mb"), a.get(f"{k}_mb"), g.get(k, 0)))
         sb, sa = mem.get("sink_baseline", {}).get("main_mb"), mem.get("sink_after", {}).get("main_mb")
         if sb is not None and sa is not None:
-            lines.append(
-                _row(("(sink, info)", 14), (_n(sb, 1), 8), ("->", 4), (_n(sa, 1), 8), (f"({sa - sb:+.1f})", 9))
-            )
+            lines.append(_rss_row("(sink, info)", sb, sa, sa - sb))
         fm = fac.get("memory") or {}
         fb, fa = fm.get("baseline_mb"), fm.get("after_mb")
         if fb is not None and fa is not None:  # after its first requests -> after part 3
             held = fm.get("local_results_mb")
             lines.append(
-                _row(("(facade, info)", 14), (_n(fb, 1), 8), ("->", 4), (_n(fa, 1), 8), (f"({fa - fb:+.1f})", 9))
+                _rss_row("(facade, info)", fb, fa, fa - fb)
                 + ("" if held is None else f"   part 3 only; of it results kept for GET: {held:.1f}")
             )
 

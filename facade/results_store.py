@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 OWNER_KEY = "bf:owner:{}"
 RESULT_KEY = "bf:result:{}"
 
+# the owner key is renewed with the result: the two end together, never the owner first
 _STORE_IF_OWNED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
@@ -44,8 +45,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 0
 """
-# the owner key is renewed with the result: the two end together, never the owner first
 
+# a new claim removes a result left by a claim that lapsed (TTL or eviction of the owner key alone): an id
+# taken again by another key must not show it the earlier owner's result
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
 if current == false then
@@ -59,8 +61,6 @@ if current == ARGV[1] then
 end
 return 0
 """
-# a new claim removes a result left by a claim that lapsed (TTL or eviction of the owner key alone): an id
-# taken again by another key must not show it the earlier owner's result
 
 
 @dataclass(frozen=True)
