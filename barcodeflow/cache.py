@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from hiredis import pack_command
 from redis.asyncio import Redis
 
 from barcodeflow.redis import RedisGuard, RedisUnavailable, blocking_redis_client
@@ -154,11 +155,28 @@ class PoolStore:
         if self._guard is None:
             self._guard = RedisGuard(timeout=self.timeout_ms / 1000, cooldown=self.backoff_s, what="render pool cache")
             self._client = blocking_redis_client(self.url, timeout_s=self.timeout_ms / 1000)
-        pipe = self._client.pipeline(transaction=False)
-        for key, value in entries.items():
-            pipe.set(KEY_PREFIX + key, value, ex=self.ttl)
         try:
-            self._guard.call(pipe.execute)
+            self._guard.call(lambda: self._set_all(entries))
         except RedisUnavailable:
             return False
         return True
+
+    def _set_all(self, entries: Mapping[str, bytes]) -> None:
+        """Every ``SET key value EX ttl`` in one write, then their replies (an error reply raises).
+
+        Packed by hiredis and sent on one connection: a redis-py pipeline object costs about three times the
+        client CPU for the same commands (~13 against ~4 µs per image), paid in the render processes."""
+        ttl = str(self.ttl).encode()
+        commands = [(b"SET", (KEY_PREFIX + k).encode(), v, b"EX", ttl) for k, v in entries.items()]
+        packed = b"".join([pack_command(c) for c in commands])  # type: ignore[arg-type] # its stub says 1-tuple
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([packed], check_health=False)
+            for _ in entries:
+                conn.read_response()
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never hand this connection out as it is
+            raise
+        finally:
+            pool.release(conn)

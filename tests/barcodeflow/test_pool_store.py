@@ -63,6 +63,21 @@ def test_a_dead_redis_is_reported_and_then_skipped_for_the_back_off() -> None:
     assert store._guard is not None and store._guard.failures == 1  # the second call did not try
 
 
+def test_an_error_reply_fails_the_store_and_leaves_no_reply_unread(
+    stack_settings: Settings, blocking_redis: redis.Redis
+) -> None:
+    tag = uuid.uuid4().hex
+    entries = {f"test-{tag}-{i}": f"v{i}".encode() for i in range(5)}
+    store = PoolStore(stack_settings.redis_url, ttl=60, backoff_s=0)
+    assert store(entries) is True
+    store.ttl = 0  # "ERR invalid expire time": every SET of the write is refused
+    assert store(entries) is False
+    store.ttl = 60
+    fresh = {key: b"new-" + value for key, value in entries.items()}
+    assert store(fresh) is True  # read its own replies, not the refused write's
+    assert blocking_redis.mget([KEY_PREFIX + k for k in fresh]) == list(fresh.values())
+
+
 class StoringPool(InlinePool):
     """An inline pool that says its processes stored the images."""
 
