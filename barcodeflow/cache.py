@@ -165,7 +165,8 @@ class PoolStore:
         """Every ``SET key value EX ttl`` in one write, then their replies (an error reply raises).
 
         Packed by hiredis and sent on one connection: a redis-py pipeline object costs about three times the
-        client CPU for the same commands (~13 against ~4 µs per image), paid in the render processes."""
+        client CPU for the same commands (~16 against ~5 µs per image, ``python -m bench.cache_writes``), paid in
+        the render processes."""
         ttl = str(self.ttl).encode()
         commands = [(b"SET", (KEY_PREFIX + k).encode(), v, b"EX", ttl) for k, v in entries.items()]
         packed = b"".join([pack_command(c) for c in commands])  # type: ignore[arg-type] # its stub says 1-tuple
