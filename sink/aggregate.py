@@ -145,6 +145,11 @@ class BatchAggregator:
         # (a part without its open record is dropped at its deadline)
         self.done_retention_ms = done_retention_ms or int(3 * timeout_s * 1000) + 60_000
         self.runs: dict[str, Run] = {}
+        # the runs the watermark and the commit metadata depend on: not done, or done with a record at or
+        # above their partition's watermark. The others are only kept to recognise late records, and their
+        # number (every batch of the last ``done_retention_ms``) must not make each commit cost more.
+        self._live: dict[str, Run] = {}
+        self._retired: dict[str, None] = {}  # the other runs' keys, in the order they left ``_live``
         self.next_offset: dict[int, int] = {}
         self.skip: dict[int, set[int]] = {}
         self.stats: Counter[str] = Counter()
@@ -157,7 +162,7 @@ class BatchAggregator:
 
     def revoke(self, partition: int) -> None:
         for key in [k for k, r in self.runs.items() if r.partition == partition]:
-            del self.runs[key]
+            self._forget(key)
         self.next_offset.pop(partition, None)
         self.skip.pop(partition, None)
 
@@ -189,6 +194,9 @@ class BatchAggregator:
             if offset in self.skip.get(partition, ()):  # emitted before this sink (re)started
                 run.done_at = now_ms
         run.offsets.append(offset)
+        if rkey not in self._live:  # new, or a late record of a run emitted earlier: above the watermark
+            self._live[rkey] = run
+            self._retired.pop(rkey, None)
         if run.done_at is not None or run.pending:
             self.stats["late"] += 1
             return []
@@ -229,22 +237,33 @@ class BatchAggregator:
         record never came (late parts of a run emitted before a restart) are dropped at their
         deadline; done runs are forgotten after ``done_retention_ms``."""
         out: list[Emission] = []
-        low = self._low_watermarks()
-        for rkey, run in list(self.runs.items()):
-            if run.done_at is not None:
-                # listed in the commit metadata while any of its records is above the watermark
-                above = max(run.offsets, default=-1) >= low.get(run.partition, 0)
-                if now_ms - run.done_at >= self.done_retention_ms and not above:
-                    del self.runs[rkey]
-                continue
-            if run.pending or now_ms < run.deadline or not caught_up(run.partition):
+        self._retire(self._low_watermarks())
+        for rkey, run in list(self._live.items()):
+            if run.done_at is not None or run.pending or now_ms < run.deadline or not caught_up(run.partition):
                 continue
             if run.open is None:
                 self.stats["orphans"] += 1
-                del self.runs[rkey]
+                self._forget(rkey)
                 continue
             out.append(self._flush(rkey, run, now_ms, timed_out=True))
+        for rkey in list(self._retired):  # oldest first; a run retired later is forgotten at a later call
+            done_at = self.runs[rkey].done_at
+            if done_at is not None and now_ms - done_at < self.done_retention_ms:
+                break
+            self._forget(rkey)
         return out
+
+    def _retire(self, low: Mapping[int, int]) -> None:
+        """Move the done runs with every record below their partition's watermark out of ``_live``."""
+        for rkey, run in list(self._live.items()):
+            if run.done_at is not None and max(run.offsets, default=-1) < low.get(run.partition, 0):
+                del self._live[rkey]
+                self._retired[rkey] = None
+
+    def _forget(self, rkey: str) -> None:
+        del self.runs[rkey]
+        self._live.pop(rkey, None)
+        self._retired.pop(rkey, None)
 
     def _flush(self, rkey: str, run: Run, now_ms: int, *, timed_out: bool) -> Emission:
         opened = run.open
@@ -279,7 +298,7 @@ class BatchAggregator:
     # -- commit ---------------------------------------------------------------------------------
     def _low_watermarks(self) -> dict[int, int]:
         low = dict(self.next_offset)
-        for run in self.runs.values():
+        for run in self._live.values():
             if run.done_at is None and run.partition in low:
                 low[run.partition] = min(low[run.partition], run.first_offset)
         return low
@@ -291,8 +310,9 @@ class BatchAggregator:
         the first of its records a restarted sink reads (a part can precede its ``open``, and a request
         read again after a worker crash writes the run's records once more)."""
         low = self._low_watermarks()
+        self._retire(low)
         done: dict[int, list[int]] = {p: [] for p in low}
-        for run in self.runs.values():
+        for run in self._live.values():
             if run.done_at is not None and run.partition in low:
                 above = [o for o in run.offsets if o >= low[run.partition]]
                 if above:

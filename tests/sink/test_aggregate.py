@@ -268,6 +268,28 @@ def test_done_runs_are_forgotten_after_retention(feed: Feeder) -> None:
     assert agg.due(7000, always) == [] and agg.stats["orphans"] == 1
 
 
+def test_a_late_record_of_a_retired_run_is_listed_in_the_commit_again(agg: BatchAggregator, feed: Feeder) -> None:
+    feed(open_rec("a", "0:0", total=1))  # offset 0
+    [e] = feed(part("0", [0], "a", "0:0"))  # offset 1
+    agg.emitted([e], 1000)
+    assert agg.commit_points()[0] == (2, METADATA_PREFIX)  # nothing above the watermark: "a" is retired
+    feed(open_rec("b", "0:2", total=1))  # offset 2: "b" holds the watermark
+    assert feed(open_rec("a", "0:0", total=1)) == []  # offset 3: "a"'s request read again, already emitted
+    offset, metadata = agg.commit_points()[0]
+    assert offset == 2 and decode_done(offset, metadata) == {3}  # a restart from 2 must not emit "a" again
+
+
+def test_commit_points_look_only_at_runs_above_the_watermark(agg: BatchAggregator, feed: Feeder) -> None:
+    for n in range(500):
+        feed(open_rec(f"b{n}", f"0:{2 * n}", total=1))
+        agg.emitted(feed(part("0", [0], f"b{n}", f"0:{2 * n}")), 1000)
+        agg.commit_points()
+    feed(open_rec("open", "0:1000", total=1))
+    assert agg.commit_points()[0] == (1000, METADATA_PREFIX)
+    assert len(agg.runs) == 501  # kept for late records until the retention ends
+    assert list(agg._live) == ["open|0:1000"]  # what each commit iterates
+
+
 def test_default_retention_outlives_the_timeout() -> None:
     agg = BatchAggregator(timeout_s=10)
     assert agg.done_retention_ms > 3 * 10_000
