@@ -22,6 +22,7 @@ import redis
 
 from barcodeflow.cache import KEY_PREFIX, PoolStore
 from barcodeflow.settings import Settings
+from bench.machine import process_cpu_s
 
 
 def redis_server_process(client: redis.Redis) -> psutil.Process | None:
@@ -30,13 +31,6 @@ def redis_server_process(client: redis.Redis) -> psutil.Process | None:
         return psutil.Process(int(client.info("server")["process_id"]))
     except (psutil.Error, KeyError, ValueError):
         return None
-
-
-def cpu_s(proc: psutil.Process | None) -> float:
-    if proc is None:
-        return 0.0
-    t = proc.cpu_times()
-    return t.user + t.system
 
 
 def pipeline_store(client: redis.Redis, ttl: int) -> Callable[[Mapping[str, bytes]], object]:
@@ -54,11 +48,12 @@ def measure(store: Callable[[Mapping[str, bytes]], object], entries: Mapping[str
     """(client, server) CPU µs per image over ``calls`` calls."""
     for _ in range(50):  # connect, warm up
         store(entries)
-    c0, s0 = time.process_time(), cpu_s(server)
+    c0, s0 = time.process_time(), (process_cpu_s(server) if server else 0.0)
     for _ in range(calls):
         store(entries)
     images = calls * len(entries)
-    return 1e6 * (time.process_time() - c0) / images, 1e6 * (cpu_s(server) - s0) / images
+    s1 = process_cpu_s(server) if server else 0.0
+    return 1e6 * (time.process_time() - c0) / images, 1e6 * (s1 - s0) / images
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,7 +43,8 @@ def describe(settings: Any) -> dict[str, Any]:
     }
 
 
-def _cpu(p: psutil.Process) -> float:
+def process_cpu_s(p: psutil.Process) -> float:
+    """User + system CPU seconds of ``p`` (0 once it is gone)."""
     try:
         t = p.cpu_times()
         return t.user + t.system
@@ -75,7 +76,7 @@ class CpuMeter:
         own = t.user + t.system + t.children_user + t.children_system  # reaped children included
         kids = {}
         for c in me.children(recursive=True):
-            kids[c.pid] = _cpu(c)
+            kids[c.pid] = process_cpu_s(c)
             if c.pid not in self._names:
                 self._names[c.pid] = _role(c)
         return own, kids
@@ -84,7 +85,7 @@ class CpuMeter:
         self._t0 = time.monotonic()
         self._sys0 = psutil.cpu_times()
         self._self0, self._ours0 = self._ours()
-        self._svc0 = {pid: _cpu(psutil.Process(pid)) for pid in self._alive(self.service_pids)}
+        self._svc0 = {pid: process_cpu_s(psutil.Process(pid)) for pid in self._alive(self.service_pids)}
         self._load0 = os.getloadavg()[0]
         return self
 
@@ -106,7 +107,7 @@ class CpuMeter:
         svc = 0.0
         by_service: dict[str, float] = {}
         for pid in self._alive(list(self._svc0)):
-            d = _cpu(psutil.Process(pid)) - self._svc0[pid]
+            d = process_cpu_s(psutil.Process(pid)) - self._svc0[pid]
             svc += d
             name = _service_name(pid)
             by_service[name] = by_service.get(name, 0.0) + d
