@@ -102,6 +102,13 @@ def table(doc: dict[str, Any]) -> str:
                           (f"{r['cached_share'] * 100:.0f}%", 8), (_n(r["latency_ms"]["p50"]), 9),
                           (_n(r["latency_ms"]["p95"]), 9), (_n(r["messages"]["per_batch"], 1), 11),
                           (_n(cpu, 3), 13)))  # fmt: skip
+    soak = e2e.get("soak_before") or {}
+    if soak:
+        s_cpu, m_cpu = soak["cpu_ms_per_code"], _get(e2e, "all_miss", "cpu_ms_per_code") or {}
+        lines.append(f"   before them, untimed: part 4's soak of {_n(soak['codes'])} unique codes, "
+                     f"{_n(s_cpu.get('pipeline+kafka+redis'), 3)} CPU ms/code "
+                     f"(Kafka {_n(s_cpu.get('service kafka'), 3)}; "
+                     f"all_miss: {_n(m_cpu.get('service kafka'), 3)})")  # fmt: skip
     if e2e.get("cpu_efficiency_mixed") is not None:
         lines.append(f"   CPU per code, render core / whole pipeline (incl. Kafka, Redis, client): "
                      f"{e2e['cpu_efficiency_mixed']:.2f}; CPU-bound ceiling on {m.get('nproc')} idle cores: "
