@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import orjson
 
 from render.core import Outcome
-from render.spec import normalize_item
+from render.spec import fields_key, spec_fields
 from schemas.errors import ItemError
 from schemas.models import BatchRequest
 from schemas.results import assemble, item_result
@@ -89,12 +89,12 @@ def plan_batch(
     groups: dict[str, list[dict[str, Any]]] = {}
     for index, item in enumerate(req.barcodes):
         try:
-            spec = normalize_item(item.model_dump(), verify=opts.verify)
+            spec = spec_fields(item.model_dump(), verify=opts.verify)
         except ItemError as exc:
             failed.append(item_result(index, item.id, error=exc.to_dict()))
             continue
-        key = spec.cache_key()
-        groups.setdefault(key, []).append({"index": index, "id": item.id, "key": key, "spec": spec.to_dict()})
+        key = fields_key(spec)
+        groups.setdefault(key, []).append({"index": index, "id": item.id, "key": key, "spec": spec})
     plan = Plan(
         batch_id=req.batch_id,
         open={

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
@@ -104,8 +104,7 @@ class RenderSpec:
         ``verify`` is included: it changes the result (``metadata['verified']``, or a VerifyFailed), so a
         cached unverified render must never answer a verify request.
         """
-        blob = orjson.dumps([RENDERER_VERSION, *(getattr(self, name) for name in _FIELD_NAMES)])
-        return hashlib.sha256(blob).hexdigest()
+        return _key(getattr(self, name) for name in _FIELD_NAMES)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields, as shipped to the render pool (``RenderSpec(**d)`` rebuilds it)."""
@@ -113,6 +112,15 @@ class RenderSpec:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(RenderSpec))
+
+
+def _key(values: Iterable[Any]) -> str:
+    return hashlib.sha256(orjson.dumps([RENDERER_VERSION, *values])).hexdigest()
+
+
+def fields_key(spec_fields: Mapping[str, Any]) -> str:
+    """``RenderSpec(**spec_fields).cache_key()``, from the plain fields (``spec_fields`` gives them)."""
+    return _key(spec_fields[name] for name in _FIELD_NAMES)
 
 
 def _option_error(key: str, value: Any, why: str) -> InvalidOption:
@@ -236,27 +244,45 @@ def normalize_item(item: Mapping[str, Any], *, verify: bool = False) -> RenderSp
     ``options.verify`` (when given) overrides the batch-level ``verify``. Other item keys (``id``…) are
     ignored.
     """
+    symbology, fmt, data, options = _entry(item)
+    if _no_options(options):  # the common case: all defaults
+        return RenderSpec(**{**_default_fields(symbology.name, fmt, bool(verify)), "data": data})
+    return _with_options(symbology, fmt, data, options, verify)
+
+
+def spec_fields(item: Mapping[str, Any], *, verify: bool = False) -> dict[str, Any]:
+    """``normalize_item(item, verify=verify).to_dict()``, the same checks and errors: what a dispatcher
+    ships to the render pool and keys the cache with (``fields_key``). An item without options builds no
+    ``RenderSpec`` on the way (setting the fields of a frozen dataclass is most of ``normalize_item``'s
+    cost, and a worker normalises every item of every batch)."""
+    symbology, fmt, data, options = _entry(item)
+    if _no_options(options):
+        out = dict(_default_fields(symbology.name, fmt, bool(verify)))  # field order as ``to_dict`` has it
+        out["data"] = data
+        return out
+    return _with_options(symbology, fmt, data, options, verify).to_dict()
+
+
+def _entry(item: Mapping[str, Any]) -> tuple[Symbology, str, str, Any]:
+    """The checks every item passes: symbology, format and canonical data; the options as given."""
     if not isinstance(item, Mapping):
         raise InvalidItem(f"item: {show(item)} is not an object", field="item")
     symbology = _symbology(item.get("barcode_type"))
     fmt = _format(item.get("format"))
-    raw_options = item.get("options")
-    early = raw_options.get("gs1_requisites") if isinstance(raw_options, Mapping) else None
-    kwargs = {"requisites": early is not False} if symbology.gs1 else {}
-    data = symbology.normalize(normalize_data(symbology, item.get("data")), **kwargs)
-
     options = item.get("options")
-    if not options and (options is None or isinstance(options, Mapping)):  # the common case: all defaults
-        return RenderSpec(data=data, **_default_fields(symbology.name, fmt, bool(verify)))
-    return _with_options(symbology, fmt, data, options, verify)
+    early = options.get("gs1_requisites") if isinstance(options, Mapping) else None
+    kwargs = {"requisites": early is not False} if symbology.gs1 else {}
+    return symbology, fmt, symbology.normalize(normalize_data(symbology, item.get("data")), **kwargs), options
+
+
+def _no_options(options: Any) -> bool:
+    return not options and (options is None or isinstance(options, Mapping))
 
 
 @cache
 def _default_fields(barcode_type: str, fmt: str, verify: bool) -> dict[str, Any]:
-    """Every field but ``data`` of a spec without options (the option rules below, resolved once)."""
-    fields = _with_options(REGISTRY[barcode_type], fmt, "", {}, verify).to_dict()
-    del fields["data"]
-    return fields
+    """Every field of a spec without options, ``data`` empty (the option rules below, resolved once)."""
+    return _with_options(REGISTRY[barcode_type], fmt, "", {}, verify).to_dict()
 
 
 def _with_options(symbology: Symbology, fmt: str, data: str, options: Any, verify: bool) -> RenderSpec:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from render import MAX_SIDE, RENDERER_VERSION, SUPPORTED_TYPES, RenderSpec, normalize_item
-from render.spec import OPTION_KEYS
+from render.spec import OPTION_KEYS, fields_key, spec_fields
 from schemas.errors import (
     DataTooLong,
     InvalidCheckDigit,
@@ -237,3 +237,46 @@ def test_cache_key() -> None:
     }
     assert key not in others and len(others) == 7
     assert RENDERER_VERSION  # part of the hashed document
+
+
+def _outcome(fn: Any, raw: Any, verify: bool) -> Any:
+    try:
+        return fn(raw, verify=verify)
+    except ItemError as exc:
+        return type(exc), str(exc), exc.field
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    barcode_type=st.sampled_from([*SUPPORTED_TYPES, "bogus"]),
+    data=st.one_of(st.sampled_from(["590123412345", "(01)12345678901231", "A12B", "1", "HELLO", ""]), st.text()),
+    fmt=st.sampled_from(["svg", "png", "PNG", None, "gif"]),
+    options=st.one_of(
+        st.none(),
+        st.just({}),
+        st.dictionaries(
+            st.sampled_from([*OPTION_KEYS, "bogus"]),
+            st.one_of(st.none(), st.booleans(), st.integers(-10, 5000), st.text(max_size=8)),
+            max_size=4,
+        ),
+    ),
+    verify=st.booleans(),
+)
+def test_spec_fields_and_fields_key_agree_with_normalize_item(
+    barcode_type: str, data: str, fmt: Any, options: Any, verify: bool
+) -> None:
+    raw = {"barcode_type": barcode_type, "data": data, "format": fmt, "options": options}
+    spec, fields = _outcome(normalize_item, raw, verify), _outcome(spec_fields, raw, verify)
+    if isinstance(spec, RenderSpec):
+        assert fields == spec.to_dict() and list(fields) == list(spec.to_dict())  # same fields, same order
+        assert RenderSpec(**fields) == spec
+        assert fields_key(fields) == spec.cache_key()
+    else:  # the same error, message and field
+        assert fields == spec
+
+
+def test_spec_fields_never_hand_out_the_shared_defaults() -> None:
+    a = spec_fields({"barcode_type": "qr", "data": "first"})
+    a["margin"] = 99
+    b = spec_fields({"barcode_type": "qr", "data": "second"})
+    assert b["margin"] != 99 and b["data"] == "second" and a["data"] == "first"
