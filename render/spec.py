@@ -118,9 +118,9 @@ def _key(values: Iterable[Any]) -> str:
     return hashlib.sha256(orjson.dumps([RENDERER_VERSION, *values])).hexdigest()
 
 
-def fields_key(spec_fields: Mapping[str, Any]) -> str:
-    """``RenderSpec(**spec_fields).cache_key()``, from the plain fields (``spec_fields`` gives them)."""
-    return _key(spec_fields[name] for name in _FIELD_NAMES)
+def fields_key(spec: Mapping[str, Any]) -> str:
+    """``RenderSpec(**spec).cache_key()``, from a spec's plain fields (as ``spec_fields`` gives them)."""
+    return _key(spec[name] for name in _FIELD_NAMES)
 
 
 def _option_error(key: str, value: Any, why: str) -> InvalidOption:
