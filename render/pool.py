@@ -1,7 +1,7 @@
 """Rendering off the event loop: a process pool shared by one worker's agents.
 
 CPU-bound rendering would block Faust's event loop (heartbeats, fetches, commits), so every render
-runs in a ``ProcessPoolExecutor``. A chunk of specs is shipped as plain dicts and comes back as
+runs in a render process (``RenderPool``). A chunk of specs is shipped as plain dicts and comes back as
 ``Outcome``s (bytes, not base64), which keeps the IPC cheap. ``InlinePool`` has the same interface and
 renders in the calling thread.
 
@@ -16,12 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import pickle
 import signal
+import struct
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar, cast
 
 from render.core import Outcome
 
@@ -79,58 +83,211 @@ def _warm(store: Store | None = None) -> None:
 
 
 class RenderPool:
-    """A process pool that replaces itself if a child dies (``BrokenProcessPool``) and retries once.
+    """Render processes fed over pipes by the caller's event loop; ``kind="thread"`` runs the same code in
+    threads (tests, and hosts where spawning is unwelcome).
 
-    ``kind="thread"`` runs the same code in threads (tests, and hosts where spawning is unwelcome).
+    Each process has a pipe for calls and one for replies, read by the event loop itself: no executor
+    manager thread, queue feeder thread or wake-up pipe between a reply and its caller (a
+    ``ProcessPoolExecutor`` cost the worker's main process twice the CPU per call, BENCHMARKS.md). A
+    process takes up to ``depth`` calls, so its next call is waiting in its pipe when it finishes one; a
+    call goes to the process with the fewest. A process that dies fails its calls with
+    ``BrokenProcessPool`` and is replaced at once; each call is tried once more on a live process. A
+    caller that stops waiting (cancelled, timed out) leaves its call to finish; its reply is read and
+    dropped, so replies never go to the wrong call.
     """
 
-    def __init__(self, processes: int, *, kind: str = "process", store: Store | None = None) -> None:
+    def __init__(self, processes: int, *, kind: str = "process", store: Store | None = None, depth: int = 2) -> None:
         if kind not in ("process", "thread"):
             raise ValueError(f"kind must be 'process' or 'thread', not {kind!r}")
         self.processes = max(1, processes)
         self.kind = kind
         self.store = store if kind == "process" else None  # threads share the module state: no per-process store
+        self.depth = max(1, depth)
         self._ctx = multiprocessing.get_context("spawn")
-        self._executor: Executor | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._children: list[_Child] = []
+        self._room: asyncio.Event | None = None
 
     def start(self) -> None:
-        if self._executor is None:
-            if self.kind == "thread":
-                self._executor = ThreadPoolExecutor(self.processes, thread_name_prefix="render")
-            else:
-                self._executor = ProcessPoolExecutor(
-                    self.processes, mp_context=self._ctx, initializer=_warm, initargs=(self.store,)
-                )
+        if self.kind == "thread":
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.processes, thread_name_prefix="render")
+        elif not self._children:
+            self._children = [_Child(self._ctx, self.store) for _ in range(self.processes)]
 
     def stop(self, wait: bool = True) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=wait, cancel_futures=True)
-            self._executor = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=wait, cancel_futures=True)
+            self._threads = None
+        children, self._children = self._children, []
+        for child in children:
+            child.close()
+        if self._room is not None:  # callers waiting for room find the pool stopped
+            self._room.set()
+        if wait:
+            for child in children:
+                child.join()
+
+    def pids(self) -> list[int]:
+        """The render processes' pids (none for threads, or before ``start``)."""
+        return [c.process.pid for c in self._children if c.process.pid is not None]
 
     async def run(self, specs: Sequence[dict[str, Any]], validate_only: bool = False) -> list[Outcome]:
-        return await self._call(render_specs, list(specs), validate_only)
+        return await self.call(render_specs, list(specs), validate_only)
 
     async def render_and_store(
         self, specs: Sequence[dict[str, Any]], keys: Sequence[str]
     ) -> tuple[list[Outcome], bool]:
         if self.store is None:
             return await self.run(specs), False
-        return await self._call(render_and_store, list(specs), list(keys))
+        return await self.call(render_and_store, list(specs), list(keys))
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a render process (``fn`` and its arguments must pickle)."""
+        self.start()
+        if self._threads is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        payload = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
         for attempt in (1, 2):
-            self.start()
-            assert self._executor is not None  # noqa: S101
+            child = await self._pick()
             try:
-                return await loop.run_in_executor(self._executor, fn, *args)
+                return cast(T, await child.call(payload))
             except BrokenProcessPool:
-                log.error("render pool broke (a child died); restarting it (attempt %d)", attempt)
-                broken, self._executor = self._executor, None
-                broken.shutdown(wait=False, cancel_futures=True)
+                log.error("a render process died (pid %s); replaced (attempt %d)", child.process.pid, attempt)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _pick(self) -> _Child:
+        """The live process with the fewest calls, once one has fewer than ``depth``."""
+        if self._room is None:
+            self._room = asyncio.Event()
+        while True:
+            if not self._children:
+                raise BrokenProcessPool("the render pool is stopped")
+            self._replace_dead()
+            child = min(self._children, key=lambda c: len(c.pending))
+            if not child.connected:  # a new process: wire its pipes, then choose again
+                await child.connect(self._room)
+                continue
+            if len(child.pending) < self.depth:
+                return child
+            self._room.clear()
+            await self._room.wait()
+
+    def _replace_dead(self) -> None:
+        for i, child in enumerate(self._children):
+            if child.dead:
+                child.close()
+                self._children[i] = _Child(self._ctx, self.store)
+
+
+def _serve(calls: Connection, replies: Connection, store: Store | None) -> None:
+    """A render process: run each call from ``calls``, send ``(ok, value)`` back on ``replies``."""
+    _warm(store)
+    while True:
+        try:
+            fn, args = pickle.loads(calls.recv_bytes())  # noqa: S301 - a pipe only our own parent writes to
+        except (EOFError, OSError):  # the parent is gone or closed the pipe
+            return
+        try:
+            reply = pickle.dumps((True, fn(*args)), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - the caller gets the exception, as from an executor
+            try:
+                reply = pickle.dumps((False, exc))
+            except Exception:  # noqa: BLE001 - an exception that does not pickle arrives as its text
+                reply = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+        try:
+            replies.send_bytes(reply)
+        except OSError:
+            return
+
+
+class _Child:
+    """One render process, its two pipes and the futures of its calls in order."""
+
+    def __init__(self, ctx: Any, store: Store | None) -> None:
+        child_calls, self._calls = ctx.Pipe(duplex=False)
+        self._replies, child_replies = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_serve, args=(child_calls, child_replies, store), daemon=True, name="barcodeflow-render"
+        )
+        self.process.start()
+        child_calls.close()  # only the child holds these ends: its death is EOF on ``replies``
+        child_replies.close()
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.dead = False
+        self._writer: asyncio.WriteTransport | None = None
+        self._read_end: asyncio.ReadTransport | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def connect(self, room: asyncio.Event) -> None:
+        """Wire the pipes to the running loop (once, however many callers wait for it)."""
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._connect(room))
+        await asyncio.shield(self._connecting)
+
+    async def _connect(self, room: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader(limit=2**31, loop=loop)
+        self._read_end, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream, loop=loop), self._replies
+        )
+        self._reader = asyncio.create_task(self._read(stream, room), name="render-replies")
+        self._writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, self._calls)
+
+    def call(self, payload: bytes) -> asyncio.Future[Any]:
+        assert self._writer is not None  # noqa: S101 - connect() came first
+        fut = asyncio.get_running_loop().create_future()
+        self.pending.append(fut)
+        self._writer.write(struct.pack("!i", len(payload)) + payload)  # ``Connection.recv_bytes``'s framing
+        return fut
+
+    async def _read(self, stream: asyncio.StreamReader, room: asyncio.Event) -> None:
+        try:
+            while True:
+                (size,) = struct.unpack("!i", await stream.readexactly(4))
+                if size == -1:  # ``Connection.send_bytes`` of 2 GiB or more
+                    (size,) = struct.unpack("!Q", await stream.readexactly(8))
+                data = await stream.readexactly(size)
+                fut = self.pending.popleft()
+                if not fut.done():  # its caller may have stopped waiting: then the reply is dropped
+                    ok, value = pickle.loads(data)  # noqa: S301 - a pipe only our own child writes to
+                    fut.set_result(value) if ok else fut.set_exception(value)
+                room.set()
+        except (asyncio.IncompleteReadError, OSError):
+            pass
+        self.dead = True
+        for fut in self.pending:
+            if not fut.done():
+                fut.set_exception(BrokenProcessPool(f"render process {self.process.pid} died"))
+        self.pending.clear()
+        room.set()
+
+    def close(self) -> None:
+        self.dead = True
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        for transport, pipe in ((self._writer, self._calls), (self._read_end, self._replies)):
+            if transport is not None:  # the transport owns the pipe end now
+                transport.close()
+            else:
+                pipe.close()
+        if self.process.is_alive():
+            self.process.terminate()
+
+    def join(self, timeout_s: float = 5.0) -> None:
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout_s)
 
 
 class InlinePool:

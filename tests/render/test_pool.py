@@ -1,0 +1,112 @@
+"""``RenderPool``: real spawned render processes, their pipes, deaths and callers that stop waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from render.pool import InlinePool, RenderPool
+from tests.render.helpers import decode_png
+
+GUARD_S = 30.0  # a broken test fails after this instead of hanging; never reached by a passing test
+
+
+# called in the render processes (by reference: this module is importable there)
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def echo(value: str) -> str:
+    return value
+
+
+def refuse(value: str) -> None:
+    raise ValueError(f"refused {value!r}")
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def qr_specs(*texts: str, fmt: str = "png") -> list[dict[str, object]]:
+    from render import normalize_item
+
+    return [normalize_item({"barcode_type": "qr", "data": t, "format": fmt}).to_dict() for t in texts]
+
+
+@pytest.fixture
+def pool():
+    p = RenderPool(2)
+    yield p
+    p.stop()
+
+
+async def test_concurrent_calls_each_get_their_own_images(pool: RenderPool) -> None:
+    batches = [qr_specs(*(f"call {c} item {i}" for i in range(5))) for c in range(8)]
+    answers = await asyncio.wait_for(asyncio.gather(*(pool.run(b) for b in batches)), GUARD_S)
+    for c, (batch, outcomes) in enumerate(zip(batches, answers, strict=True)):
+        assert [o.image for o in outcomes] == [o.image for o in await InlinePool().run(batch)]
+        for i, o in enumerate(outcomes):
+            [decoded] = decode_png(o.image or b"", "qr")
+            assert decoded.text == f"call {c} item {i}"
+    assert len(set(pool.pids())) == 2 and os.getpid() not in pool.pids()
+
+
+async def test_an_exception_in_the_process_reaches_the_caller(pool: RenderPool) -> None:
+    with pytest.raises(ValueError, match="refused 'x'"):
+        await asyncio.wait_for(pool.call(refuse, "x"), GUARD_S)
+    assert await asyncio.wait_for(pool.call(echo, "next"), GUARD_S) == "next"  # the process lives on
+
+
+async def test_a_caller_that_stopped_waiting_never_gets_its_reply_to_the_next_call() -> None:
+    pool = RenderPool(1, depth=2)
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.call(pid_after, 0.5), 0.1)
+        assert await asyncio.wait_for(pool.call(echo, "second"), GUARD_S) == "second"
+        assert await asyncio.wait_for(pool.call(echo, "third"), GUARD_S) == "third"
+    finally:
+        pool.stop()
+
+
+async def test_a_killed_process_is_replaced_and_its_call_tried_once_more() -> None:
+    pool = RenderPool(1)
+    try:
+        await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
+        [victim] = pool.pids()
+        call = asyncio.ensure_future(pool.call(pid_after, 0.5))
+        await asyncio.sleep(0.2)  # the call is in the victim's hands
+        os.kill(victim, signal.SIGKILL)
+        answered_by = await asyncio.wait_for(call, GUARD_S)
+        assert answered_by != victim and pool.pids() == [answered_by]
+    finally:
+        pool.stop()
+
+
+async def test_a_call_that_kills_every_process_it_meets_fails_after_two_tries() -> None:
+    pool = RenderPool(1)
+    try:
+        await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
+        first = pool.pids()
+        with pytest.raises(BrokenProcessPool):
+            await asyncio.wait_for(pool.call(die), GUARD_S)
+        assert await asyncio.wait_for(pool.call(echo, "after"), GUARD_S) == "after"  # a third process serves
+        assert pool.pids() != first
+    finally:
+        pool.stop()
+
+
+async def test_stop_ends_the_processes(pool: RenderPool) -> None:
+    await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
+    pids = pool.pids()
+    pool.stop()
+    assert pool.pids() == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # ended and reaped
+            os.kill(pid, 0)
