@@ -90,3 +90,14 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
 
     assert {t["status"] for t in doc["targets"]} <= {"PASS", "MISS"}
     assert len(doc["targets"]) == 7
+
+
+@pytest.mark.timeout(120)
+def test_pool_ipc_compares_both_pools() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.pool_ipc", "--tasks", "8", "--items", "4", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "round 1  ProcessPoolExecutor" in proc.stdout and "round 1  RenderPool" in proc.stdout
+    assert "best of 1: caller CPU per task" in proc.stdout
