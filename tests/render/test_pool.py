@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
 from render.pool import InlinePool, RenderPool
 from tests.render.helpers import decode_png
 
+ROOT = Path(__file__).resolve().parents[2]
 GUARD_S = 30.0  # a broken test fails after this instead of hanging; never reached by a passing test
 
 
@@ -110,3 +113,46 @@ async def test_stop_ends_the_processes(pool: RenderPool) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):  # ended and reaped
             os.kill(pid, 0)
+
+
+async def test_the_processes_end_when_their_parent_is_killed() -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from render.pool import RenderPool\n"
+        "from tests.render.test_pool import echo\n"
+        "async def main():\n"
+        "    pool = RenderPool(2)\n"
+        "    await pool.call(echo, 'warm')\n"
+        "    print(*pool.pids(), flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=ROOT, stdout=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), GUARD_S)
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 2
+        parent.kill()  # SIGKILL: no clean-up code runs in the parent
+        await parent.wait()
+        deadline = time.monotonic() + 10
+        while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert alive == []  # each saw its call pipe close and exited
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # an exited child not yet reaped by init is a zombie: gone
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
