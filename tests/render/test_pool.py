@@ -44,10 +44,22 @@ def qr_specs(*texts: str, fmt: str = "png") -> list[dict[str, object]]:
 
 
 @pytest.fixture
-def pool():
-    p = RenderPool(2)
-    yield p
-    p.stop()
+def make_pool():
+    """A factory of pools, each stopped after the test."""
+    pools: list[RenderPool] = []
+
+    def make(processes: int = 2, **kwargs: int) -> RenderPool:
+        pools.append(RenderPool(processes, **kwargs))
+        return pools[-1]
+
+    yield make
+    for p in pools:
+        p.stop()
+
+
+@pytest.fixture
+def pool(make_pool):
+    return make_pool()
 
 
 async def test_concurrent_calls_each_get_their_own_images(pool: RenderPool) -> None:
@@ -67,42 +79,33 @@ async def test_an_exception_in_the_process_reaches_the_caller(pool: RenderPool) 
     assert await asyncio.wait_for(pool.call(echo, "next"), GUARD_S) == "next"  # the process lives on
 
 
-async def test_a_caller_that_stopped_waiting_never_gets_its_reply_to_the_next_call() -> None:
-    pool = RenderPool(1, depth=2)
-    try:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(pool.call(pid_after, 0.5), 0.1)
-        assert await asyncio.wait_for(pool.call(echo, "second"), GUARD_S) == "second"
-        assert await asyncio.wait_for(pool.call(echo, "third"), GUARD_S) == "third"
-    finally:
-        pool.stop()
+async def test_a_caller_that_stopped_waiting_never_gets_its_reply_to_the_next_call(make_pool) -> None:
+    pool = make_pool(1, depth=2)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(pool.call(pid_after, 0.5), 0.1)
+    assert await asyncio.wait_for(pool.call(echo, "second"), GUARD_S) == "second"
+    assert await asyncio.wait_for(pool.call(echo, "third"), GUARD_S) == "third"
 
 
-async def test_a_killed_process_is_replaced_and_its_call_tried_once_more() -> None:
-    pool = RenderPool(1)
-    try:
-        await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
-        [victim] = pool.pids()
-        call = asyncio.ensure_future(pool.call(pid_after, 0.5))
-        await asyncio.sleep(0.2)  # the call is in the victim's hands
-        os.kill(victim, signal.SIGKILL)
-        answered_by = await asyncio.wait_for(call, GUARD_S)
-        assert answered_by != victim and pool.pids() == [answered_by]
-    finally:
-        pool.stop()
+async def test_a_killed_process_is_replaced_and_its_call_tried_once_more(make_pool) -> None:
+    pool = make_pool(1)
+    await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
+    [victim] = pool.pids()
+    call = asyncio.ensure_future(pool.call(pid_after, 0.5))
+    await asyncio.sleep(0.2)  # the call is in the victim's hands
+    os.kill(victim, signal.SIGKILL)
+    answered_by = await asyncio.wait_for(call, GUARD_S)
+    assert answered_by != victim and pool.pids() == [answered_by]
 
 
-async def test_a_call_that_kills_every_process_it_meets_fails_after_two_tries() -> None:
-    pool = RenderPool(1)
-    try:
-        await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
-        first = pool.pids()
-        with pytest.raises(BrokenProcessPool):
-            await asyncio.wait_for(pool.call(die), GUARD_S)
-        assert await asyncio.wait_for(pool.call(echo, "after"), GUARD_S) == "after"  # a third process serves
-        assert pool.pids() != first
-    finally:
-        pool.stop()
+async def test_a_call_that_kills_every_process_it_meets_fails_after_two_tries(make_pool) -> None:
+    pool = make_pool(1)
+    await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
+    first = pool.pids()
+    with pytest.raises(BrokenProcessPool):
+        await asyncio.wait_for(pool.call(die), GUARD_S)
+    assert await asyncio.wait_for(pool.call(echo, "after"), GUARD_S) == "after"  # a third process serves
+    assert pool.pids() != first
 
 
 async def test_stop_ends_the_processes(pool: RenderPool) -> None:
