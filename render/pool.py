@@ -91,7 +91,7 @@ class RenderPool:
     ``ProcessPoolExecutor`` cost the worker's main process twice the CPU per call, BENCHMARKS.md). A
     process takes up to ``depth`` calls, so its next call is waiting in its pipe when it finishes one; a
     call goes to the process with the fewest. A process that dies fails its calls with
-    ``BrokenProcessPool`` and is replaced at once; each call is tried once more on a live process. A
+    ``BrokenProcessPool`` and is replaced before the next call goes out; each call is tried once more. A
     caller that stops waiting (cancelled, timed out) leaves its call to finish; its reply is read and
     dropped, so replies never go to the wrong call.
     """
@@ -203,6 +203,17 @@ def _serve(calls: Connection, replies: Connection, store: Store | None) -> None:
             return
 
 
+def _settle(fut: asyncio.Future[Any], reply: bytes) -> None:
+    try:
+        ok, value = pickle.loads(reply)  # noqa: S301 - a pipe only our own child writes to
+    except Exception as exc:  # noqa: BLE001 - a reply that does not unpickle fails its call, not the reader
+        ok, value = False, RuntimeError(f"unreadable reply from a render process: {exc!r}")
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
 class _Child:
     """One render process, its two pipes and the futures of its calls in order."""
 
@@ -257,8 +268,7 @@ class _Child:
                 data = await stream.readexactly(size)
                 fut = self.pending.popleft()
                 if not fut.done():  # its caller may have stopped waiting: then the reply is dropped
-                    ok, value = pickle.loads(data)  # noqa: S301 - a pipe only our own child writes to
-                    fut.set_result(value) if ok else fut.set_exception(value)
+                    _settle(fut, data)
                 room.set()
         except (asyncio.IncompleteReadError, OSError):
             pass

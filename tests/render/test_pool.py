@@ -159,3 +159,21 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+class Unreadable(Exception):
+    """Pickles, but cannot be rebuilt from its pickle (two required arguments, one given)."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(a)
+
+
+def refuse_unreadably() -> None:
+    raise Unreadable("a", "b")
+
+
+async def test_a_reply_that_does_not_unpickle_fails_its_call_only(make_pool) -> None:
+    pool = make_pool(1)
+    with pytest.raises(RuntimeError, match="unreadable reply from a render process"):
+        await asyncio.wait_for(pool.call(refuse_unreadably), GUARD_S)
+    assert await asyncio.wait_for(pool.call(echo, "next"), GUARD_S) == "next"
