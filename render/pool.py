@@ -106,14 +106,14 @@ class RenderPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._threads: ThreadPoolExecutor | None = None
         self._children: list[_Child] = []
-        self._room: asyncio.Event | None = None
+        self._room = asyncio.Event()  # set whenever a call finishes or a process ends
 
     def start(self) -> None:
         if self.kind == "thread":
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.processes, thread_name_prefix="render")
         elif not self._children:
-            self._children = [_Child(self._ctx, self.store) for _ in range(self.processes)]
+            self._children = [_Child(self._ctx, self.store, self._room) for _ in range(self.processes)]
 
     def stop(self, wait: bool = True) -> None:
         if self._threads is not None:
@@ -122,8 +122,7 @@ class RenderPool:
         children, self._children = self._children, []
         for child in children:
             child.close()
-        if self._room is not None:  # callers waiting for room find the pool stopped
-            self._room.set()
+        self._room.set()  # callers waiting for room find the pool stopped
         if wait:
             for child in children:
                 child.join()
@@ -160,15 +159,13 @@ class RenderPool:
 
     async def _pick(self) -> _Child:
         """The live process with the fewest calls, once one has fewer than ``depth``."""
-        if self._room is None:
-            self._room = asyncio.Event()
         while True:
             if not self._children:
                 raise BrokenProcessPool("the render pool is stopped")
             self._replace_dead()
             child = min(self._children, key=lambda c: len(c.pending))
             if not child.connected:  # a new process: wire its pipes, then choose again
-                await child.connect(self._room)
+                await child.connect()
                 continue
             if len(child.pending) < self.depth:
                 return child
@@ -179,7 +176,7 @@ class RenderPool:
         for i, child in enumerate(self._children):
             if child.dead:
                 child.close()
-                self._children[i] = _Child(self._ctx, self.store)
+                self._children[i] = _Child(self._ctx, self.store, self._room)
 
 
 def _serve(calls: Connection, replies: Connection, store: Store | None) -> None:
@@ -217,7 +214,7 @@ def _settle(fut: asyncio.Future[Any], reply: bytes) -> None:
 class _Child:
     """One render process, its two pipes and the futures of its calls in order."""
 
-    def __init__(self, ctx: Any, store: Store | None) -> None:
+    def __init__(self, ctx: Any, store: Store | None, room: asyncio.Event) -> None:
         child_calls, self._calls = ctx.Pipe(duplex=False)
         self._replies, child_replies = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
@@ -227,6 +224,7 @@ class _Child:
         child_calls.close()  # only the child holds these ends: its death is EOF on ``replies``
         child_replies.close()
         self.pending: deque[asyncio.Future[Any]] = deque()
+        self.room = room
         self.dead = False
         self._writer: asyncio.WriteTransport | None = None
         self._read_end: asyncio.ReadTransport | None = None
@@ -237,19 +235,19 @@ class _Child:
     def connected(self) -> bool:
         return self._writer is not None
 
-    async def connect(self, room: asyncio.Event) -> None:
+    async def connect(self) -> None:
         """Wire the pipes to the running loop (once, however many callers wait for it)."""
         if self._connecting is None:
-            self._connecting = asyncio.create_task(self._connect(room))
+            self._connecting = asyncio.create_task(self._connect())
         await asyncio.shield(self._connecting)
 
-    async def _connect(self, room: asyncio.Event) -> None:
+    async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         stream = asyncio.StreamReader(limit=2**31, loop=loop)
         self._read_end, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stream, loop=loop), self._replies
         )
-        self._reader = asyncio.create_task(self._read(stream, room), name="render-replies")
+        self._reader = asyncio.create_task(self._read(stream), name="render-replies")
         self._writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, self._calls)
 
     def call(self, payload: bytes) -> asyncio.Future[Any]:
@@ -259,7 +257,7 @@ class _Child:
         self._writer.write(struct.pack("!i", len(payload)) + payload)  # ``Connection.recv_bytes``'s framing
         return fut
 
-    async def _read(self, stream: asyncio.StreamReader, room: asyncio.Event) -> None:
+    async def _read(self, stream: asyncio.StreamReader) -> None:
         try:
             while True:
                 (size,) = struct.unpack("!i", await stream.readexactly(4))
@@ -269,7 +267,7 @@ class _Child:
                 fut = self.pending.popleft()
                 if not fut.done():  # its caller may have stopped waiting: then the reply is dropped
                     _settle(fut, data)
-                room.set()
+                self.room.set()
         except (asyncio.IncompleteReadError, OSError):
             pass
         self.dead = True
@@ -277,7 +275,7 @@ class _Child:
             if not fut.done():
                 fut.set_exception(BrokenProcessPool(f"render process {self.process.pid} died"))
         self.pending.clear()
-        room.set()
+        self.room.set()
 
     def close(self) -> None:
         self.dead = True

@@ -10,6 +10,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import psutil
 import pytest
 
 from render.pool import InlinePool, RenderPool
@@ -150,14 +151,9 @@ async def test_the_processes_end_when_their_parent_is_killed() -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:  # an exited child not yet reaped by init is a zombie: gone
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
+    try:  # an exited child not yet reaped by init is a zombie: gone
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
 
 
