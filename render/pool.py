@@ -270,15 +270,18 @@ class _Child:
                 self.room.set()
         except (asyncio.IncompleteReadError, OSError):
             pass
+        self._fail_pending(f"render process {self.process.pid} died")
+
+    def _fail_pending(self, why: str) -> None:
         self.dead = True
         for fut in self.pending:
             if not fut.done():
-                fut.set_exception(BrokenProcessPool(f"render process {self.process.pid} died"))
+                fut.set_exception(BrokenProcessPool(why))
         self.pending.clear()
         self.room.set()
 
     def close(self) -> None:
-        self.dead = True
+        self._fail_pending("the render pool is stopped")  # its reader is cancelled: no reply would come
         if self._reader is not None:
             self._reader.cancel()
         if self._connecting is not None:

@@ -173,3 +173,13 @@ async def test_a_reply_that_does_not_unpickle_fails_its_call_only(make_pool) -> 
     with pytest.raises(RuntimeError, match="unreadable reply from a render process"):
         await asyncio.wait_for(pool.call(refuse_unreadably), GUARD_S)
     assert await asyncio.wait_for(pool.call(echo, "next"), GUARD_S) == "next"
+
+
+async def test_a_call_in_flight_when_the_pool_stops_fails_instead_of_waiting_forever(make_pool) -> None:
+    pool = make_pool(1)
+    await asyncio.wait_for(pool.call(echo, "warm"), GUARD_S)
+    call = asyncio.ensure_future(pool.call(pid_after, 2.0))
+    await asyncio.sleep(0.2)
+    pool.stop(wait=False)
+    with pytest.raises(BrokenProcessPool, match="stopped"):
+        await asyncio.wait_for(call, GUARD_S)
