@@ -75,6 +75,10 @@ class Settings:
     # supervisor starts it again): Faust's start-up waits for its consumer's assignment without a bound,
     # and a fenced static member never gets one.
     worker_start_timeout_s: float = 60.0
+    # A batch whose renders finish within this time of its planning reaches the sink as one record (its
+    # ``open`` record carrying every item result); a slower one gets its ``open`` record at this point and
+    # its ``part`` when rendered. At most half of ``batch_timeout_s`` is used; 0: the ``open`` record at once.
+    worker_open_grace_s: float = 1.0
     log_level: str = "info"
     facade_host: str = "127.0.0.1"
     facade_port: int = 8000
@@ -141,6 +145,7 @@ class Settings:
         "BARCODEFLOW_APP_ID": ("app_id", str),
         "GROUP_INSTANCE_ID": ("group_instance_id", str),
         "WORKER_START_TIMEOUT_S": ("worker_start_timeout_s", float),
+        "WORKER_OPEN_GRACE_S": ("worker_open_grace_s", float),
         "LOG_LEVEL": ("log_level", str),
         "FACADE_HOST": ("facade_host", str),
         "FACADE_PORT": ("facade_port", int),
@@ -182,6 +187,12 @@ class Settings:
         """The most render tasks a worker splits one batch into: two per pool process keeps every process
         busy while the other task of its pair is in transit; more would only add overhead per task."""
         return 2 * max(1, self.render_concurrency)
+
+    @property
+    def open_grace_s(self) -> float:
+        """``worker_open_grace_s``, bounded by half the batch deadline (the sink must learn of a batch in
+        time to answer it at its deadline)."""
+        return max(0.0, min(self.worker_open_grace_s, self.batch_timeout_s / 2))
 
     @property
     def facade_render_processes(self) -> int:

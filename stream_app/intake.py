@@ -1,9 +1,12 @@
 """The worker's intake: a plain aiokafka consumer of ``barcode.requests`` whose commits our code owns.
 
 Each request is decoded and validated once, planned, answered from the cache where it can be, and its
-misses handed to the render agent (``stream_app.app``). A request's offset is committed only once its
-``open`` and ``part`` records are acknowledged by the broker (``InFlight``): a crash re-reads every
-request whose output was not complete, and the sink recognises what it already has (same ``run``).
+misses handed to the render agent (``stream_app.app``). A batch rendered within ``WORKER_OPEN_GRACE_S``
+of its planning goes to the sink as one ``open`` record carrying every item result; a slower one gets its
+``open`` record then and its ``part`` record when rendered. A request's offset is committed only once
+its records are acknowledged by the broker (``InFlight``): a crash re-reads every request whose output
+was not complete, and the sink recognises what it already has (same ``run``). A batch whose worker dies
+within the grace has no record yet; its next reader's ``open`` record starts its deadline.
 This replaces Faust's per-event acknowledgement for the intake (faust-streaming #606: offsets
 committed past messages in flight with ``concurrency>1``; #527/#596/#629: records acknowledged unseen
 around rebalances, RELIABILITY.md D6).
@@ -30,7 +33,7 @@ from barcodeflow.cache import TwoLevelCache
 from barcodeflow.kafka import Rebalance, send_until_acked
 from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
-from render.batch import Plan, answer_from_cache, merge_parts, plan_batch
+from render.batch import Plan, answer_from_cache, complete_open, merge_parts, plan_batch
 from schemas.errors import BatchValidationError, ErrorCode
 from schemas.validate import parse_batch, peek_batch_id
 
@@ -193,14 +196,30 @@ class Intake:
             req, run=run, received_at_ms=now_ms(), timeout_s=s.batch_timeout_s, max_tasks=s.render_tasks_per_batch
         )
         await self.lookup(plan, include_metadata=req.options.include_metadata)
-        sent = asyncio.ensure_future(self.emit(plan.batch_id, plan.open))
+        if not plan.tasks:
+            await self.emit(plan.batch_id, plan.open)
+            self.stats["answered_from_cache"] += 1
+            return
+        self.stats["dispatched"] += 1
+        rendering = asyncio.ensure_future(self.render(plan.tasks))
         try:
-            parts = await self.render(plan.tasks) if plan.tasks else []
+            if self.settings.open_grace_s > 0:
+                await asyncio.wait({rendering}, timeout=self.settings.open_grace_s)
+            if rendering.done():  # one record: the open record with every item result completes the run
+                await self.emit(plan.batch_id, complete_open(plan.open, rendering.result()))
+                self.stats["one_record"] += 1
+                return
+            # the sink learns of the batch now (its deadline runs from the open record), the items later
+            sent = asyncio.ensure_future(self.emit(plan.batch_id, plan.open))
+            try:
+                parts = await rendering
+            except BaseException:
+                await sent  # never finish (and so commit) a request before its open record is acknowledged
+                raise
+            await asyncio.gather(sent, self.emit(plan.batch_id, merge_parts(parts)))
         except BaseException:
-            await sent  # never finish (and so commit) a request before its open record is acknowledged
+            rendering.cancel()
             raise
-        await asyncio.gather(sent, *([self.emit(plan.batch_id, merge_parts(parts))] if parts else []))
-        self.stats["answered_from_cache" if not plan.tasks else "dispatched"] += 1
 
     async def lookup(self, plan: Plan, *, include_metadata: bool) -> None:
         if not plan.use_cache or not plan.tasks:

@@ -20,6 +20,7 @@ from render.pool import InlinePool
 from schemas.validate import parse_batch
 from sink.aggregate import BatchAggregator
 from stream_app.intake import InFlight, Intake, dlq_headers
+from tests.render.helpers import decode, decodes_to, svg_modules, to_gray
 from tests.stream_app.fakes import GUARD_S, FakeConsumer, FakeProducer, Record, records
 
 # -- InFlight (pure) ------------------------------------------------------------------------------
@@ -101,11 +102,13 @@ class Renderer:
     def __init__(self, cache: TwoLevelCache) -> None:
         self.cache = cache
         self.calls: list[list[dict[str, Any]]] = []
+        self.running: list[asyncio.Task[Any] | None] = []  # the task of each call
         self.fail: set[str] = set()
         self.gates: dict[str, list[asyncio.Event]] = {}  # one event per call, in call order
 
     async def __call__(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.calls.append(tasks)
+        self.running.append(asyncio.current_task())
         batch_id = tasks[0]["batch_id"]
         if batch_id in self.fail:
             raise RuntimeError(f"render of {batch_id} broke")
@@ -115,13 +118,16 @@ class Renderer:
 
 
 class World:
-    def __init__(self, *, auto_ack: bool = True, max_in_flight: int = 64) -> None:
+    """An intake over fakes. ``grace`` is its WORKER_OPEN_GRACE_S; 0 (most tests): the ``open`` record is
+    written at once and the items follow in a ``part`` record."""
+
+    def __init__(self, *, auto_ack: bool = True, max_in_flight: int = 64, grace: float = 0.0) -> None:
         self.consumer = FakeConsumer(TOPICS.requests, partitions=(0, 1))
         self.producer = FakeProducer(auto_ack=auto_ack)
         self.cache = TwoLevelCache(None, max_size=100)
         self.renderer = Renderer(self.cache)
         self.intake = Intake(
-            SETTINGS,
+            SETTINGS.with_(worker_open_grace_s=grace),
             consumer=self.consumer,
             producer=self.producer,
             cache=self.cache,
@@ -191,6 +197,76 @@ async def test_valid_batch_becomes_open_then_one_part_keyed_by_batch_id() -> Non
     [result] = aggregate(items)
     assert [(r["index"], r["success"]) for r in result["results"]] == [(0, True), (1, True), (2, True), (3, False)]
     assert result["results"][2]["cached"] is True  # a duplicate of item 0, served from its render
+
+
+async def test_a_batch_rendered_within_the_grace_is_one_open_record_with_every_item() -> None:
+    w = World(grace=GUARD_S)
+    req = request("b1", "a", "b", "a", "", max_concurrent=2)  # a twice, an invalid empty item
+    await w.intake.handle(rec(req, partition=1, offset=41))
+    [opened] = w.items()
+    assert opened["kind"] == "open" and opened["run"] == "1:41" and opened["total"] == 4
+    assert opened["deadline"] == opened["received_at"] + 10_000
+    assert sorted(r["index"] for r in opened["results"]) == [0, 1, 2, 3]
+    assert w.intake.stats["one_record"] == 1 and w.intake.stats["dispatched"] == 1
+    [result] = aggregate([opened])  # complete on its own
+    assert [(r["index"], r["success"]) for r in result["results"]] == [(0, True), (1, True), (2, True), (3, False)]
+    assert result["results"][2]["cached"] is True
+    for i, data in ((0, "a"), (1, "b"), (2, "a")):  # the images themselves came through
+        modules = svg_modules(result["results"][i]["svg"].encode(), linear=False)
+        assert decodes_to(decode(to_gray(modules, linear=False), "qr"), data)
+
+
+async def test_a_batch_slower_than_the_grace_gets_its_open_record_at_the_grace_then_its_part() -> None:
+    w = World(auto_ack=False, grace=0.05)
+    gate = asyncio.Event()
+    w.renderer.gates["slow"] = [gate]
+    async with w.running():
+        w.consumer.push([rec(request("slow", "a", "b"), offset=3)])
+        await w.producer.wait_sent(1)  # the grace passed with the render still running
+        [opened] = [s.json() for s in w.producer.sent]
+        assert opened["kind"] == "open" and opened["results"] == []
+        w.producer.ack()
+        await w.consumer.turn()
+        assert w.consumer.committed_offsets(0) == [3]  # its part is still to come
+        gate.set()
+        await w.producer.wait_sent(2)
+        part = w.producer.sent[1].json()
+        assert part["kind"] == "part" and sorted(r["index"] for r in part["results"]) == [0, 1]
+        w.producer.ack()
+        await w.settled()
+        await w.consumer.turn()
+        assert w.consumer.committed_offsets(0) == [3, 4]
+    [result] = aggregate(w.items())
+    assert result["summary"]["successful"] == 2
+
+
+async def test_a_render_failing_within_the_grace_leaves_only_the_rejection() -> None:
+    w = World(grace=GUARD_S)
+    w.renderer.fail.add("boom")
+    await w.intake._handle(rec(request("boom", "a"), offset=9), w.intake.in_flight.take(0, 9))
+    [rejected] = w.items()  # no open record came before the failure
+    assert rejected["kind"] == "rejected" and rejected["code"] == "internal_error" and rejected["run"] == "0:9"
+    [dead] = w.dlq()
+    assert dict(dead.headers or [])["x-error-code"] == b"internal_error"
+    [result] = aggregate([rejected])
+    assert result["error"]["code"] == "internal_error"
+
+
+async def test_a_request_cancelled_in_its_grace_cancels_its_render() -> None:
+    w = World(grace=GUARD_S)
+    never = asyncio.Event()
+    w.renderer.gates["stuck"] = [never]
+    handling = asyncio.create_task(w.intake.handle(rec(request("stuck", "a"))))
+    while not w.renderer.calls:
+        await asyncio.sleep(0)
+    handling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handling
+    [rendering] = w.renderer.running
+    assert rendering is not None
+    await asyncio.wait({rendering}, timeout=GUARD_S)
+    assert rendering.cancelled()  # the render did not live on
+    assert w.items() == []
 
 
 async def test_a_batch_gets_no_more_tasks_than_the_pool_runs_at_once() -> None:
