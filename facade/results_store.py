@@ -26,6 +26,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redis.exceptions import NoScriptError
+
 from barcodeflow.aio import cancel_and_wait
 from barcodeflow.redis import RedisGuard, RedisUnavailable
 from facade.errors import ApiError, FacadeCode
@@ -233,15 +235,21 @@ class ResultsStore:
         script, redis = self._store_script, self.redis
         assert redis is not None and script is not None  # noqa: S101
 
+        # EVALSHA in a plain pipeline: a redis-py pipeline holding a Script object first asks SCRIPT EXISTS
+        # in a round trip of its own, at every execution
         async def run() -> list[Any]:
-            async with redis.pipeline(transaction=False) as pipe:
-                for batch_id, raw in batch:
-                    await script(
-                        keys=[OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id)],
-                        args=[raw, self.ttl_s],
-                        client=pipe,
-                    )
-                return list(await pipe.execute())
+            for attempt in (1, 2):
+                try:
+                    async with redis.pipeline(transaction=False) as pipe:
+                        for batch_id, raw in batch:
+                            keys = (OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id))
+                            pipe.evalsha(script.sha, 2, *keys, raw, self.ttl_s)
+                        return list(await pipe.execute())
+                except NoScriptError:  # Redis lost its scripts (restarted, SCRIPT FLUSH): load it, go again
+                    if attempt == 2:
+                        raise
+                    await redis.script_load(_STORE_IF_OWNED)
+            raise AssertionError("unreachable")
 
         try:
             stored = await self.guard.run(run, timeout=max(self.guard.timeout, 2.0))

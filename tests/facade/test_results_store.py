@@ -95,3 +95,32 @@ async def test_the_same_key_claiming_again_keeps_its_stored_result(
     await replica_b.claim(batch_id, "key-a")  # a retry of the same batch through another replica
     assert (await replica_b.lookup(batch_id, "key-a")).result == b'{"n": 1}'
     assert (await replica_b.lookup(batch_id, "key-b")).state == "unknown"
+
+
+async def script_exists_calls(redis: aioredis.Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_script|exists", {}).get("calls", 0))
+
+
+async def test_storing_results_asks_redis_nothing_but_the_store_script(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    store = make_store()
+    ids = [f"order-{secrets.token_hex(6)}" for _ in range(3)]
+    for batch_id in ids:
+        await store.claim(batch_id, "key-a")
+    before = await script_exists_calls(redis)
+    for n, batch_id in enumerate(ids):
+        await stored(redis, batch_id, store, b'{"n": %d}' % n)
+    assert await script_exists_calls(redis) == before  # no SCRIPT EXISTS round trip before each write
+
+
+async def test_a_result_is_stored_after_redis_lost_its_scripts(redis: aioredis.Redis, make_store: MakeStore) -> None:
+    store = make_store()
+    first, second = f"order-{secrets.token_hex(6)}", f"order-{secrets.token_hex(6)}"
+    await store.claim(first, "key-a")
+    await store.claim(second, "key-a")
+    await stored(redis, first, store, b'{"n": 1}')
+    await redis.script_flush()  # as after a restart of Redis
+    await stored(redis, second, store, b'{"n": 2}')
+    assert store.guard.failures == 0  # loaded again, not taken for an outage
