@@ -38,14 +38,17 @@ def _recover_text(recoveries: list[float]) -> str:
 
 
 def _part_duplicates(items: TopicFollower) -> int:
-    """Render parts written more than once (same batch, run, chunk): redelivered tasks after a kill."""
-    seen: Counter[tuple[str, str, str]] = Counter()
+    """Records with rendered items written more than once for the same batch and run: render work redone
+    after a kill. Such a record is a ``part``, or an ``open`` record carrying items the worker rendered
+    within its grace (``WORKER_OPEN_GRACE_S``); an ``open`` record with cached items only is not one."""
+    seen: Counter[tuple[str, str]] = Counter()
     for r in items.records:
         if r.value is None:
             continue
         doc = orjson.loads(r.value)
-        if doc.get("kind") == "part":
-            seen[(doc["batch_id"], str(doc["run"]), str(doc["chunk"]))] += 1
+        kind, results = doc.get("kind"), doc.get("results") or ()
+        if kind == "part" or (kind == "open" and any(x.get("success") and not x.get("cached") for x in results)):
+            seen[(doc["batch_id"], str(doc["run"]))] += 1
     return sum(n - 1 for n in seen.values())
 
 
