@@ -392,13 +392,15 @@ def git_state() -> dict[str, Any]:
 
     def git(*a: str) -> str:
         try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()  # noqa: S603, S607
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout  # noqa: S603, S607
         except (OSError, subprocess.SubprocessError):
             return ""
 
     mine = ("bench/", "tests/bench/", "BENCHMARKS.md")
-    changed = [ln[3:] for ln in git("status", "--porcelain").splitlines() if ln[3:] and not ln[3:].startswith(mine)]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "changed_files_outside_bench": changed}
+    # entries "XY path": two status columns, the first often blank, so the output is not stripped
+    entries = [ln[3:] for ln in git("status", "--porcelain").splitlines() if len(ln) > 3]
+    changed = [path for path in entries if not path.startswith(mine)]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "changed_files_outside_bench": changed}
 
 
 def main(argv: list[str] | None = None) -> int:
