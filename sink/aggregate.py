@@ -10,8 +10,9 @@ source partition and offset, so a redelivered request is the same run while a re
 re-submission with the same ``batch_id`` is a new one):
 
 * ``{"kind": "open", "batch_id", "run", "total", "ids", "received_at", "deadline", "replay", "results"}``
-  — ``results`` are the items answered at dispatch (invalid items, cache hits): a batch answered in
-  full from the cache is complete with its ``open`` record alone.
+  — ``results`` are the items answered at dispatch (invalid items, cache hits), or every item when the
+  worker rendered the batch within its grace (``WORKER_OPEN_GRACE_S``): such a batch, like one answered
+  in full from the cache, is complete with its ``open`` record alone.
 * ``{"kind": "part", "batch_id", "run", "chunk", "deadline", "results": [item result, ...]}`` — a worker
   writes one per run (``chunk`` names its render tasks, ``0+1+2+3``); a run may have several (a
   request read again and planned otherwise): results merge by index, a chunk seen before is a duplicate.
