@@ -237,19 +237,19 @@ class ResultsStore:
 
         # EVALSHA in a plain pipeline: a redis-py pipeline holding a Script object first asks SCRIPT EXISTS
         # in a round trip of its own, at every execution
+        async def write() -> list[Any]:
+            async with redis.pipeline(transaction=False) as pipe:
+                for batch_id, raw in batch:
+                    keys = (OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id))
+                    pipe.evalsha(script.sha, 2, *keys, raw, self.ttl_s)
+                return list(await pipe.execute())
+
         async def run() -> list[Any]:
-            for attempt in (1, 2):
-                try:
-                    async with redis.pipeline(transaction=False) as pipe:
-                        for batch_id, raw in batch:
-                            keys = (OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id))
-                            pipe.evalsha(script.sha, 2, *keys, raw, self.ttl_s)
-                        return list(await pipe.execute())
-                except NoScriptError:  # Redis lost its scripts (restarted, SCRIPT FLUSH): load it, go again
-                    if attempt == 2:
-                        raise
-                    await redis.script_load(_STORE_IF_OWNED)
-            raise AssertionError("unreachable")
+            try:
+                return await write()
+            except NoScriptError:  # Redis lost its scripts (restarted, SCRIPT FLUSH): load it, write again
+                await redis.script_load(_STORE_IF_OWNED)
+                return await write()
 
         try:
             stored = await self.guard.run(run, timeout=max(self.guard.timeout, 2.0))
