@@ -27,10 +27,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from barcodeflow.cache import TwoLevelCache
-from barcodeflow.kafka import Rebalance, send_until_acked
+from barcodeflow.kafka import Committer, Rebalance, send_until_acked
 from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from render.batch import Plan, answer_from_cache, complete_open, merge_parts, plan_batch
@@ -40,9 +40,9 @@ from schemas.validate import parse_batch, peek_batch_id
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.2
-"""Under load the intake commits at most this often (an idle iteration commits at once): every commit is a
-request to the group coordinator and a write to ``__consumer_offsets``; a crash re-reads at most this much
-more, which the sink recognises as the same runs."""
+"""The intake's commits follow one another at least this far apart (``Committer``, beside the loop): every
+commit is a request to the group coordinator and a write to ``__consumer_offsets``; a crash re-reads at most
+this much more, which the sink recognises as the same runs."""
 
 RenderTasks = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
@@ -105,6 +105,7 @@ class Intake:
         cache: TwoLevelCache,
         render: RenderTasks,
         max_in_flight: int = 16,  # requests: enough to keep the pool busy, and bounds the memory they hold
+        commit_interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
@@ -117,8 +118,13 @@ class Intake:
         self.stats: Counter[str] = Counter()
         self._room = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._committed: dict[int, int] = {}
-        self._commit_at = 0.0
+        self.committer = Committer(
+            consumer,
+            self.topics.requests,
+            self.in_flight.commit_points,
+            what="intake",
+            min_interval_s=commit_interval_s,
+        )
         self.rebalance = Rebalance(self.revoked, self.assigned, instance_id=settings.group_instance_id)
         self.heap = HeapTrimmer()
 
@@ -132,6 +138,7 @@ class Intake:
                 continue
             batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
             self.rebalance.check()
+            self.committer.check()
             if batches:
                 self.heap.busy()
             elif not self.in_flight:  # the burst is over: its freed memory goes back to the OS
@@ -142,10 +149,7 @@ class Intake:
                     task = asyncio.create_task(self._handle(rec, ticket))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-            now = asyncio.get_running_loop().time()
-            if not batches or now - self._commit_at >= COMMIT_INTERVAL_S:
-                self._commit_at = now
-                await self.commit()
+            self.committer.request()
 
     async def _handle(self, rec: Any, ticket: tuple[int, int, int]) -> None:
         try:
@@ -162,21 +166,6 @@ class Intake:
                 await self.emit(batch_id, record)
         self.in_flight.finish(ticket)
         self._room.set()
-
-    async def commit(self, partitions: set[int] | None = None) -> None:
-        todo = {
-            TopicPartition(self.topics.requests, p): off
-            for p, off in self.in_flight.commit_points().items()
-            if self._committed.get(p) != off and (partitions is None or p in partitions)
-        }
-        if not todo:
-            return
-        try:
-            await self.consumer.commit(todo)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.info("intake: commit skipped (%r); the partitions' new owner reads from the last commit", exc)
-            return
-        self._committed.update({tp.partition: off for tp, off in todo.items()})
 
     # -- one request ----------------------------------------------------------------------------
     async def handle(self, rec: Any) -> None:
@@ -245,7 +234,7 @@ class Intake:
         """Let the requests in flight finish (shutdown), then commit them."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=30)
-        await self.commit()
+        await self.committer.commit()
 
     # -- rebalance ------------------------------------------------------------------------------
     async def assigned(self, tps: set[TopicPartition]) -> None:
@@ -254,10 +243,10 @@ class Intake:
     async def revoked(self, tps: set[TopicPartition]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.topics.requests}
         try:
-            await self.commit(mine)
+            await self.committer.commit(mine)
         except KafkaError as exc:
             log.warning("intake: commit at revocation failed (%r)", exc)
         for p in mine:  # requests still in flight finish and emit; the new owner re-reads them
             self.in_flight.drop(p)
-            self._committed.pop(p, None)
+            self.committer.forget(p)
         self._room.set()

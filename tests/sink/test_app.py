@@ -17,7 +17,7 @@ from barcodeflow.settings import Settings
 from sink import app as sink_app
 from sink.aggregate import METADATA_PREFIX, encode_done
 from sink.app import Sink
-from tests.stream_app.fakes import FakeConsumer, FakeProducer, batch, records
+from tests.stream_app.fakes import GUARD_S, FakeConsumer, FakeProducer, batch, records
 
 SETTINGS = Settings(topic_partitions=2, batch_timeout_s=10.0)
 ITEMS = SETTINGS.topics.items
@@ -60,9 +60,17 @@ def make_sink(monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setattr(sink_app, "AIOKafkaConsumer", lambda **_: consumer)
         monkeypatch.setattr(sink_app, "AIOKafkaProducer", lambda **_: producer)
         monkeypatch.setattr(sink_app, "AIOKafkaAdminClient", lambda **_: admin or FakeAdmin())
-        return Sink(SETTINGS)
+        sink = Sink(SETTINGS, commit_interval_s=0.0)
+        consumer.committer = sink.committer
+        return sink
 
     return make
+
+
+async def step(sink: Sink, batches: dict[TopicPartition, list[Any]], now: int) -> None:
+    """One iteration of the loop, and the commit it asked for."""
+    await sink.step(batches, now)
+    await sink.committer.settled()
 
 
 def results_of(sink: Sink) -> list[dict[str, Any]]:
@@ -73,16 +81,16 @@ async def test_step_writes_the_result_and_commits_only_after_the_ack(make_sink: 
     sink = make_sink(auto_ack=False)
     producer: FakeProducer = sink.producer
     consumer: FakeConsumer = sink.consumer
-    step = asyncio.create_task(
-        sink.step(batch(records(ITEMS, 0, [open_rec("b1", total=2), part_rec("b1", 0, 1)])), 1000)
+    stepping = asyncio.create_task(
+        step(sink, batch(records(ITEMS, 0, [open_rec("b1", total=2), part_rec("b1", 0, 1)])), 1000)
     )
     await producer.wait_sent(1)
     [written] = producer.sent
     assert (written.topic, written.key) == (SETTINGS.topics.results, b"b1")
     assert written.json()["summary"]["successful"] == 2
-    assert not step.done() and consumer.commits == []  # waiting for the broker's ack
+    assert not stepping.done() and consumer.commits == []  # waiting for the broker's ack
     producer.ack()
-    await step
+    await stepping
     assert consumer.commits == [{TP0: OffsetAndMetadata(2, METADATA_PREFIX)}]
     assert sink.emitted == 1
 
@@ -91,25 +99,25 @@ async def test_step_commits_the_low_watermark_with_the_runs_done_above_it(make_s
     sink = make_sink()
     consumer: FakeConsumer = sink.consumer
     recs = records(ITEMS, 0, [open_rec("a"), open_rec("b"), part_rec("b", 0), part_rec("a", 0)])
-    await sink.step(batch(recs[:3]), 1000)
+    await step(sink, batch(recs[:3]), 1000)
     assert [r["batch_id"] for r in results_of(sink)] == ["b"]
     assert consumer.commits[-1] == {TP0: OffsetAndMetadata(0, encode_done(0, [1])[0])}
-    await sink.step(batch(recs[3:]), 1100)
+    await step(sink, batch(recs[3:]), 1100)
     assert [r["batch_id"] for r in results_of(sink)] == ["b", "a"]
     assert consumer.commits[-1] == {TP0: OffsetAndMetadata(4, METADATA_PREFIX)}
 
 
 async def test_step_does_not_commit_an_unchanged_point_again(make_sink: Any) -> None:
     sink = make_sink()
-    await sink.step(batch(records(ITEMS, 0, [open_rec("a")])), 1000)
+    await step(sink, batch(records(ITEMS, 0, [open_rec("a")])), 1000)
     assert len(sink.consumer.commits) == 1
-    await sink.step({}, 1100)
+    await step(sink, {}, 1100)
     assert len(sink.consumer.commits) == 1
 
 
 async def test_step_skips_bad_records_and_commits_past_them(make_sink: Any, caplog: pytest.LogCaptureFixture) -> None:
     sink = make_sink()
-    await sink.step(batch(records(ITEMS, 0, [b"not json", open_rec("a", cached=1)])), 1000)
+    await step(sink, batch(records(ITEMS, 0, [b"not json", open_rec("a", cached=1)])), 1000)
     assert "sink: skipping" in caplog.text and "p0@0" in caplog.text
     assert [r["batch_id"] for r in results_of(sink)] == ["a"]
     assert sink.consumer.commits[-1] == {TP0: OffsetAndMetadata(2, METADATA_PREFIX)}
@@ -119,7 +127,7 @@ async def test_step_skips_bad_records_and_commits_past_them(make_sink: Any, capl
 async def test_step_ignores_records_of_partitions_no_longer_assigned(make_sink: Any) -> None:
     sink = make_sink(partitions=(0,))
     recs = records(ITEMS, 0, [open_rec("a", cached=1)]) + records(ITEMS, 1, [open_rec("b", cached=1)])
-    await sink.step(batch(recs), 1000)
+    await step(sink, batch(recs), 1000)
     assert [r["batch_id"] for r in results_of(sink)] == ["a"]
     assert [tp.partition for c in sink.consumer.commits for tp in c] == [0]
 
@@ -127,14 +135,14 @@ async def test_step_ignores_records_of_partitions_no_longer_assigned(make_sink: 
 async def test_step_times_out_runs_only_on_caught_up_partitions(make_sink: Any) -> None:
     sink = make_sink()
     consumer: FakeConsumer = sink.consumer
-    await sink.step(batch(records(ITEMS, 0, [open_rec("a", total=2, deadline=5000), part_rec("a", 0)])), 1000)
+    await step(sink, batch(records(ITEMS, 0, [open_rec("a", total=2, deadline=5000), part_rec("a", 0)])), 1000)
     consumer.highwaters[0] = 5  # more records ahead: the missing part may be among them
-    await sink.step({}, 6000)
+    await step(sink, {}, 6000)
     assert results_of(sink) == []
     consumer.highwaters[0] = 2
-    await sink.step({}, 6050)  # due is asked at most every 100 ms
+    await step(sink, {}, 6050)  # due is asked at most every 100 ms
     assert results_of(sink) == []
-    await sink.step({}, 6100)
+    await step(sink, {}, 6100)
     [result] = results_of(sink)
     assert [r.get("error", {}).get("code") for r in result["results"]] == [None, "timeout"]
     assert consumer.commits[-1] == {TP0: OffsetAndMetadata(2, METADATA_PREFIX)}
@@ -144,9 +152,9 @@ async def test_a_failed_commit_is_retried_at_the_next_step(make_sink: Any) -> No
     sink = make_sink()
     consumer: FakeConsumer = sink.consumer
     consumer.commit_error = CommitFailedError("rebalanced")
-    await sink.step(batch(records(ITEMS, 0, [open_rec("a", cached=1)])), 1000)
+    await step(sink, batch(records(ITEMS, 0, [open_rec("a", cached=1)])), 1000)
     assert consumer.commits == []
-    await sink.step({}, 1100)
+    await step(sink, {}, 1100)
     assert consumer.commits == [{TP0: OffsetAndMetadata(1, METADATA_PREFIX)}]
 
 
@@ -155,7 +163,7 @@ async def test_revoked_commits_then_forgets_the_partition(make_sink: Any) -> Non
     consumer: FakeConsumer = sink.consumer
     consumer.commit_error = CommitFailedError("once")  # the step's commit is lost ...
     recs = records(ITEMS, 0, [open_rec("a"), open_rec("b", cached=1)]) + records(ITEMS, 1, [open_rec("c")])
-    await sink.step(batch(recs), 1000)
+    await step(sink, batch(recs), 1000)
     await sink.revoked({TP0})  # ... the revocation commits partition 0
     assert consumer.commits == [{TP0: OffsetAndMetadata(0, encode_done(0, [1])[0])}]
     assert {r.partition for r in sink.aggregator.runs.values()} == {1}
@@ -165,14 +173,14 @@ async def test_revoked_commits_then_forgets_the_partition(make_sink: Any) -> Non
 async def test_restart_reads_from_the_commit_and_skips_what_was_emitted(make_sink: Any) -> None:
     recs = records(ITEMS, 0, [open_rec("a"), open_rec("b", cached=1), part_rec("a", 0)])
     first = make_sink()
-    await first.step(batch(recs[:2]), 1000)
+    await step(first, batch(recs[:2]), 1000)
     assert [r["batch_id"] for r in results_of(first)] == ["b"]
     [(tp, committed)] = first.consumer.commits[-1].items()
     # the process dies; the next one is assigned partition 0 and reads from the commit
     second = make_sink(admin=FakeAdmin({tp: committed}))
     await second.assigned({TP0, TopicPartition("another.topic", 0)})
     assert second.aggregator.skip == {0: {1}}
-    await second.step(batch(recs[committed.offset :]), 2000)
+    await step(second, batch(recs[committed.offset :]), 2000)
     assert [r["batch_id"] for r in results_of(second)] == ["a"]
     assert second.consumer.commits[-1] == {TP0: OffsetAndMetadata(3, METADATA_PREFIX)}
 
@@ -183,13 +191,13 @@ async def test_restart_without_readable_commits_emits_again(make_sink: Any) -> N
     sink = make_sink(admin=admin)
     await sink.assigned({TP0})
     assert sink.aggregator.skip == {0: set()}
-    await sink.step(batch(records(ITEMS, 0, [open_rec("a"), open_rec("b", cached=1)])), 1000)
+    await step(sink, batch(records(ITEMS, 0, [open_rec("a"), open_rec("b", cached=1)])), 1000)
     assert [r["batch_id"] for r in results_of(sink)] == ["b"]  # at least once
 
 
 async def test_written_results_are_the_aggregators_json(make_sink: Any) -> None:
     sink = make_sink()
-    await sink.step(batch(records(ITEMS, 0, [open_rec("x", total=2, cached=2)])), 1000)
+    await step(sink, batch(records(ITEMS, 0, [open_rec("x", total=2, cached=2)])), 1000)
     [sent] = sink.producer.sent
     assert orjson.loads(sent.value)["summary"]["cached"] == 2
 
@@ -212,3 +220,39 @@ async def test_the_loop_trims_the_heap_once_a_burst_is_over(make_sink: Any) -> N
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_commit_in_flight_does_not_hold_the_next_result(make_sink: Any) -> None:
+    sink = make_sink()
+    consumer: FakeConsumer = sink.consumer
+    producer: FakeProducer = sink.producer
+    consumer.commit_gate = asyncio.Event()  # the group coordinator holds the commit (its append linger)
+    loop = asyncio.create_task(sink.run())
+    try:
+        consumer.push(records(ITEMS, 0, [open_rec("a", cached=1)]))
+        await producer.wait_sent(1)
+        consumer.push(records(ITEMS, 0, [open_rec("b", cached=1)], start=1))
+        await producer.wait_sent(2)  # written while the first commit is still in flight
+        assert consumer.commits == [] and consumer.commits_begun == 1
+        consumer.commit_gate.set()
+        await consumer.turn()
+        assert consumer.commits == [
+            {TP0: OffsetAndMetadata(1, METADATA_PREFIX)},
+            {TP0: OffsetAndMetadata(2, METADATA_PREFIX)},
+        ]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_commit_failing_beside_the_loop_ends_the_loop(make_sink: Any) -> None:
+    sink = make_sink()
+    consumer: FakeConsumer = sink.consumer
+    consumer.commit_error = KafkaConnectionError("coordinator gone")
+    loop = asyncio.create_task(sink.run())
+    consumer.push(records(ITEMS, 0, [open_rec("a", cached=1)]))
+    await sink.producer.wait_sent(1)
+    await asyncio.wait_for(sink.committer.settled(), GUARD_S)  # the commit failed meanwhile ...
+    consumer.push()  # ... and the next iteration (at the latest after getmany's timeout) ends with it
+    with pytest.raises(KafkaConnectionError):
+        await asyncio.wait_for(loop, GUARD_S)

@@ -15,6 +15,8 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from barcodeflow.kafka import Committer
+
 GUARD_S = 10.0  # a broken test fails after this instead of hanging; never reached by a passing test
 
 
@@ -60,7 +62,8 @@ def batch(recs: Iterable[Record]) -> dict[TopicPartition, list[Record]]:
 
 class FakeConsumer:
     """``getmany`` hands out what the test ``push``es, one push per call, and otherwise waits for one;
-    ``commit`` records what it is given (or raises ``commit_error`` once)."""
+    ``commit`` records what it is given (or raises ``commit_error`` once), after ``commit_gate`` is set
+    if there is one. ``committer``: the loop's ``Committer``, whose commits in flight ``turn`` waits for."""
 
     def __init__(self, topic: str, partitions: Iterable[int] = (0,)) -> None:
         self.topic = topic
@@ -68,6 +71,8 @@ class FakeConsumer:
         self.highwaters: dict[int, int] = {}
         self.commits: list[dict[TopicPartition, Any]] = []
         self.commit_error: BaseException | None = None
+        self.commit_gate: asyncio.Event | None = None
+        self.commits_begun = 0
         self.polls = 0
         self.max_records: list[int | None] = []
         self._queue: asyncio.Queue[tuple[int, dict[TopicPartition, list[Record]]]] = asyncio.Queue()
@@ -75,6 +80,7 @@ class FakeConsumer:
         self._served = 0  # ... of the last batch getmany returned
         self._came_back = 0  # ... of the last batch served when getmany was called again
         self.changed = asyncio.Condition()
+        self.committer: Committer | None = None
 
     def push(self, recs: Iterable[Record] = ()) -> None:
         self._pushed += 1
@@ -91,15 +97,20 @@ class FakeConsumer:
 
     async def turn(self) -> None:
         """Let the loop finish every batch pushed so far plus one empty iteration (the one that commits
-        what finished meanwhile), and come back to ``getmany``."""
+        what finished meanwhile), come back to ``getmany``, and its commits land."""
         self.push()
         seq = self._pushed
         await until(lambda: self._came_back >= seq, self.changed, "the loop to come back to getmany")
+        if self.committer is not None:
+            await asyncio.wait_for(self.committer.settled(), GUARD_S)
 
     async def polled(self, n: int) -> None:
         await until(lambda: self.polls >= n, self.changed, f"getmany call #{n}")
 
     async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.commits_begun += 1
+        if self.commit_gate is not None:
+            await self.commit_gate.wait()
         if self.commit_error is not None:
             exc, self.commit_error = self.commit_error, None
             raise exc

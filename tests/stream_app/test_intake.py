@@ -121,7 +121,9 @@ class World:
     """An intake over fakes. ``grace`` is its WORKER_OPEN_GRACE_S; 0 (most tests): the ``open`` record is
     written at once and the items follow in a ``part`` record."""
 
-    def __init__(self, *, auto_ack: bool = True, max_in_flight: int = 64, grace: float = 0.0) -> None:
+    def __init__(
+        self, *, auto_ack: bool = True, max_in_flight: int = 64, grace: float = 0.0, commit_interval_s: float = 0.0
+    ) -> None:
         self.consumer = FakeConsumer(TOPICS.requests, partitions=(0, 1))
         self.producer = FakeProducer(auto_ack=auto_ack)
         self.cache = TwoLevelCache(None, max_size=100)
@@ -133,7 +135,10 @@ class World:
             cache=self.cache,
             render=self.renderer,
             max_in_flight=max_in_flight,
+            commit_interval_s=commit_interval_s,
         )
+        if not commit_interval_s:  # turn() waits for the commits (none waits for an interval)
+            self.consumer.committer = self.intake.committer
 
     def items(self) -> list[dict[str, Any]]:
         return [s.json() for s in self.producer.on(TOPICS.items)]
@@ -474,7 +479,9 @@ async def test_commit_failure_is_skipped_and_retried() -> None:
     w.renderer.gates["b"] = [gate]
     w.consumer.commit_error = CommitFailedError("rebalanced")
     async with w.running():
-        await w.feed([rec(request("b", "x"), offset=0)])  # its commit failed; the next iteration retries it
+        await w.feed([rec(request("b", "x"), offset=0)])  # its commit failed ...
+        assert w.consumer.committed_offsets(0) == []
+        await w.consumer.turn()  # ... and the next iteration's commit has it
         assert w.consumer.committed_offsets(0) == [0]
         gate.set()
         await w.settled()
@@ -507,19 +514,19 @@ async def test_a_request_finishing_after_revocation_does_not_commit_the_new_read
     assert len({r["chunk"] for r in w.items() if r["kind"] == "part"}) == 1  # the same chunk id: a duplicate
 
 
-async def test_under_load_commits_wait_for_the_interval_and_an_idle_turn_commits_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("stream_app.intake.COMMIT_INTERVAL_S", 3600.0)
-    w = World()
+async def test_commits_wait_for_the_interval_and_the_final_one_does_not() -> None:
+    w = World(commit_interval_s=3600.0)
     async with w.running():
         await w.feed([rec(request("a", "1"), offset=0)])  # the first iteration commits (no commit yet)
-        for off in (1, 2, 3):  # iterations that bring records, within the interval: no commit
+        await asyncio.sleep(0)
+        assert w.consumer.committed_offsets(0) == [0]
+        for off in (1, 2, 3):  # iterations within the interval: no commit
             w.consumer.push([rec(request(f"b{off}", "1"), offset=off)])
             await w.consumer.polled(off + 2)
         await w.settled()
+        await w.consumer.turn()
         assert w.consumer.committed_offsets(0) == [0]
-        await w.consumer.turn()  # an iteration without records commits what finished
+        await asyncio.wait_for(w.intake.drain(), GUARD_S)  # shutdown commits at once what finished
         assert w.consumer.committed_offsets(0) == [0, 4]
 
 
