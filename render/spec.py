@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -112,6 +113,7 @@ class RenderSpec:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(RenderSpec))
+_field_values = itemgetter(*_FIELD_NAMES)
 
 
 def _key(values: Iterable[Any]) -> str:
@@ -120,7 +122,7 @@ def _key(values: Iterable[Any]) -> str:
 
 def fields_key(spec: Mapping[str, Any]) -> str:
     """``RenderSpec(**spec).cache_key()``, from a spec's plain fields (as ``spec_fields`` gives them)."""
-    return _key(spec[name] for name in _FIELD_NAMES)
+    return _key(_field_values(spec))
 
 
 def _option_error(key: str, value: Any, why: str) -> InvalidOption:

@@ -90,3 +90,28 @@ def test_seed_response_shape_validates() -> None:
                     "average_time_ms": 2.5},
     }  # fmt: skip
     assert BatchResult.model_validate_json(orjson.dumps(doc)).summary.total == 1
+
+
+def nested(depth: int, kind: str) -> object:
+    """A JSON value ``depth`` containers deep (1: an empty container)."""
+    value: object = {} if kind == "object" else []
+    for _ in range(depth - 1):
+        value = {"x": value} if kind == "object" else [value]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["object", "array"])
+@pytest.mark.parametrize("where", ["batch", "item"])
+def test_nesting_deeper_than_the_limit_is_rejected_at_any_place(kind: str, where: str) -> None:
+    from schemas.validate import MAX_JSON_DEPTH
+
+    def batch(depth: int) -> dict[str, object]:
+        # levels above the nested value: the batch (1); or the batch, its list and the item (3)
+        if where == "batch":
+            return {"barcodes": [item(0)], "extra": nested(depth - 1, kind)}
+        return {"barcodes": [{**item(0), "extra": nested(depth - 3, kind)}]}
+
+    if where == "item":  # items keep unknown keys (a batch refuses them, whatever their depth)
+        parse_batch(orjson.loads(orjson.dumps(batch(MAX_JSON_DEPTH))))  # at the limit: accepted
+    with pytest.raises(BatchValidationError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+        parse_batch(orjson.dumps(batch(MAX_JSON_DEPTH + 1)))
