@@ -33,17 +33,23 @@ def tp(p: int) -> TopicPartition:
     return TopicPartition(TOPIC, p)
 
 
-async def test_requests_during_a_commit_coalesce_into_one_more_with_the_latest_points(
-    consumer: FakeConsumer, committer: Committer, points: dict[int, int]
-) -> None:
+async def hold_first_commit(consumer: FakeConsumer, committer: Committer) -> asyncio.Event:
+    """Start a commit and keep it in flight (the coordinator's linger) until the returned event is set."""
     consumer.commit_gate = asyncio.Event()
     committer.request()
     await asyncio.sleep(0)
     assert consumer.commits_begun == 1
+    return consumer.commit_gate
+
+
+async def test_requests_during_a_commit_coalesce_into_one_more_with_the_latest_points(
+    consumer: FakeConsumer, committer: Committer, points: dict[int, int]
+) -> None:
+    gate = await hold_first_commit(consumer, committer)
     for offset in (2, 3, 4):  # the loop goes on while the first commit waits for the coordinator
         points[0] = offset
         committer.request()
-    consumer.commit_gate.set()
+    gate.set()
     await asyncio.wait_for(committer.settled(), GUARD_S)
     assert consumer.commits == [{tp(0): 1}, {tp(0): 4}]
 
@@ -67,14 +73,12 @@ async def test_an_unchanged_point_is_not_committed_again(
 async def test_commit_waits_for_the_one_in_flight_and_commits_only_the_partitions_asked(
     consumer: FakeConsumer, committer: Committer, points: dict[int, int]
 ) -> None:
-    consumer.commit_gate = asyncio.Event()
-    committer.request()
-    await asyncio.sleep(0)
+    gate = await hold_first_commit(consumer, committer)
     points.update({0: 5, 1: 9})
     revoking = asyncio.create_task(committer.commit({1}))
     await asyncio.sleep(0)
     assert not revoking.done() and consumer.commits_begun == 1
-    consumer.commit_gate.set()
+    gate.set()
     await asyncio.wait_for(revoking, GUARD_S)
     assert consumer.commits == [{tp(0): 1}, {tp(1): 9}]
 

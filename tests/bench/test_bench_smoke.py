@@ -101,3 +101,32 @@ def test_pool_ipc_compares_both_pools() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "round 1  ProcessPoolExecutor" in proc.stdout and "round 1  RenderPool" in proc.stdout
     assert "best of 1: caller CPU per task" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_intake_cpu_prints_both_steps_against_the_render() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.intake_cpu", "--batches", "10", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "render of the same 100 items (baseline)" in proc.stdout
+    for step in ("parse_batch", "plan_batch"):
+        assert f"{step} " in proc.stdout and "% of the render" in proc.stdout
+
+
+@pytest.mark.timeout(240)
+def test_facade_cpu_reports_every_process(stack_settings: Settings) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack_settings.kafka_bootstrap_servers,
+        "REDIS_URL": stack_settings.redis_url,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.facade_cpu", "--requests", "20", "--rounds", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("round 1: p50 ")]
+    for role in ("facade", "worker", "sink", "bench client", "kafka", "redis"):
+        assert f"{role} " in line, line
