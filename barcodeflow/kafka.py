@@ -137,8 +137,9 @@ class Committer:
     always what ``points()`` allowed when the commit was sent (offsets whose output the broker acknowledged).
 
     A commit that fails because a rebalance took the partitions is skipped (the new owner reads from the last
-    commit; the next request retries what is still ours). Any other failure of a commit in the background is
-    raised by the loop's next ``check()``, as an awaited commit's would have been. ``commit()`` commits now,
+    commit; the next request retries what is still ours). Any other failure of a commit in the background (a
+    Kafka error, or an error of ``points()``) is raised by the loop's next ``check()``, as an awaited commit's
+    would have been. ``commit()`` commits now,
     after the one in flight (stop, revocation)."""
 
     def __init__(
@@ -205,7 +206,7 @@ class Committer:
                 await self._commit(None)
                 if not self._again:
                     return
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - not dropped: the loop's next check() raises it
             self.failure = exc
 
     async def _commit(self, partitions: Collection[int] | None) -> None:

@@ -124,3 +124,14 @@ async def test_commits_wait_out_the_interval_and_commit_does_not(
     assert consumer.commits == [{tp(0): 1}, {tp(0): 3}]
     await asyncio.wait_for(committer.settled(), GUARD_S)  # nothing left waiting
     assert len(consumer.commits) == 2
+
+
+async def test_an_error_of_the_points_is_raised_by_the_loops_next_check(consumer: FakeConsumer) -> None:
+    def broken() -> dict[int, int]:
+        raise TypeError("points broke")
+
+    committer = Committer(consumer, TOPIC, broken, what="test")  # type: ignore[arg-type]
+    committer.request()
+    await committer.settled()
+    with pytest.raises(TypeError, match="points broke"):
+        committer.check()
