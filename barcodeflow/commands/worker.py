@@ -23,13 +23,21 @@ log = logging.getLogger(__name__)
 def run_faust_app(app: faust.App, settings: Settings, loglevel: str) -> int:
     import faust  # noqa: F811 - imported late: the other sub-commands do not pay for it
 
+    from barcodeflow.kafka import membership_hint
     from stream_app.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()  # returns via SystemExit when stopped
+    try:
+        worker.execute_from_commandline()  # ends with SystemExit: 0 when stopped, 1 after a crash
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            # whichever part crashed (the intake, or Faust's own consumer fenced by the broker: its crash
+            # bypasses ours), the last line names the static member id when there is one
+            log.critical("worker exited with status %s%s", exc.code, membership_hint(settings))
+        raise
     return 0
 
 
