@@ -83,12 +83,16 @@ async def test_commit_waits_for_the_one_in_flight_and_commits_only_the_partition
     assert consumer.commits == [{tp(0): 1}, {tp(1): 9}]
 
 
+async def one_failed_commit(consumer: FakeConsumer, committer: Committer, error: Exception) -> None:
+    consumer.commit_error = error
+    committer.request()
+    await asyncio.wait_for(committer.settled(), GUARD_S)
+
+
 async def test_a_commit_lost_to_a_rebalance_is_skipped_and_the_next_request_retries_it(
     consumer: FakeConsumer, committer: Committer
 ) -> None:
-    consumer.commit_error = CommitFailedError("rebalanced")
-    committer.request()
-    await committer.settled()
+    await one_failed_commit(consumer, committer, CommitFailedError("rebalanced"))
     committer.check()  # not the loop's failure: the partitions' new owner reads from the last commit
     assert consumer.commits == []
     committer.request()
@@ -99,9 +103,7 @@ async def test_a_commit_lost_to_a_rebalance_is_skipped_and_the_next_request_retr
 async def test_any_other_failure_is_raised_by_the_loops_next_check_once(
     consumer: FakeConsumer, committer: Committer
 ) -> None:
-    consumer.commit_error = KafkaConnectionError("coordinator gone")
-    committer.request()
-    await committer.settled()
+    await one_failed_commit(consumer, committer, KafkaConnectionError("coordinator gone"))
     with pytest.raises(KafkaConnectionError):
         committer.check()
     committer.check()
