@@ -150,16 +150,14 @@ class Committer:
         *,
         what: str,
         min_interval_s: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.points = points
         self.what = what
         self.min_interval_s = min_interval_s
-        self.clock = clock
         self.sent: dict[int, int | OffsetAndMetadata] = {}  # per partition, the last point the broker accepted
-        self.failure: BaseException | None = None
+        self.failure: Exception | None = None
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._pausing = False  # the task waits out min_interval_s: no commit in flight
@@ -194,7 +192,7 @@ class Committer:
     async def _background(self) -> None:
         try:
             while True:
-                pause = self._last_at + self.min_interval_s - self.clock()
+                pause = self._last_at + self.min_interval_s - time.monotonic()
                 if pause > 0:
                     self._pausing = True
                     try:
@@ -202,7 +200,7 @@ class Committer:
                     finally:
                         self._pausing = False
                 self._again = False
-                self._last_at = self.clock()
+                self._last_at = time.monotonic()
                 await self._commit(None)
                 if not self._again:
                     return
