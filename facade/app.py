@@ -113,7 +113,7 @@ def build_state(
     if redis is None:
         redis = redis_client(s.redis_url, timeout_s=s.facade_redis_timeout_s, health_check_interval=30)
     if ratelimit_storage is None:
-        ratelimit_storage = make_storage(s.redis_url, redis, prefix=s.facade_ratelimit_prefix)
+        ratelimit_storage = make_storage(s.redis_url, redis)
     limiter = RateLimiter(
         s.rate_limit,
         ratelimit_storage,
@@ -121,6 +121,7 @@ def build_state(
         timeout=s.facade_ratelimit_timeout_s,
         cooldown=s.facade_redis_cooldown_s,
         metrics=metrics,
+        prefix=s.facade_ratelimit_prefix,
     )
     guard = RedisGuard(timeout=s.facade_redis_timeout_s, cooldown=s.facade_redis_cooldown_s, what="results store")
     results = ResultsStore(

@@ -1,8 +1,13 @@
-"""Rate limits per API key and per client IP, shared by every replica through Redis (``limits``).
+"""Rate limits per API key and per client IP, shared by every replica through Redis.
 
-* Strategy: moving window (``limits.aio.strategies.MovingWindowRateLimiter``); the limit string is
-  ``settings.rate_limit`` (``"600/minute"``, several separated by ``;``), applied separately to each
-  client IP and each API key. Over the limit: 429 with an integer ``Retry-After`` >= 1.
+* Strategy: a moving window per bucket: a request is allowed when fewer than N requests of the bucket
+  were allowed in the last window (a list of their timestamps, newest first, trimmed to N). The limit
+  string is ``settings.rate_limit`` (``"600/minute"``, several separated by ``;``, parsed by ``limits``),
+  applied separately to each client IP and each API key. Over the limit: 429 with an integer
+  ``Retry-After`` >= 1, the seconds until the oldest counted request leaves the window.
+* One round trip per request: one Lua script hits every bucket of the request (its address, its key,
+  each limit) and answers the wait of each refused one (``RedisWindows``). ``MemoryWindows`` does the
+  same in-process (tests, and a facade without Redis).
 * Storage down (or slower than ``ratelimit_timeout_s``): ``settings.rate_limit_fail_open`` decides.
   Open (the default) lets the request through and counts ``ratelimit_storage_errors``; closed answers
   503 ``rate_limit_unavailable`` with ``Retry-After``. Storage calls go through a ``RedisGuard``: after a
@@ -16,18 +21,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
-from functools import partial
+from typing import Any, Protocol
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
 
-from barcodeflow.redis import RedisGuard, RedisUnavailable
+from barcodeflow.redis import RedisGuard, RedisUnavailable, redis_client
 from barcodeflow.settings import ConfigError
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
@@ -89,47 +92,98 @@ def client_ip(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[
     return str(current)
 
 
-def redis_storage_uri(redis_url: str) -> str:
-    if redis_url.startswith("unix://"):
-        return "async+redis+unix://" + redis_url[len("unix://") :]
-    return "async+" + redis_url
+# One bucket: (key, the most requests allowed, the window in seconds).
+Bucket = tuple[str, int, int]
 
 
-def make_storage(redis_url: str, redis_client: object | None = None, *, prefix: str = "bf:rl") -> Storage:
-    """A ``limits`` Redis storage, sharing ``redis_client``'s connection pool when one is given."""
-    options: dict[str, object] = {}
-    pool = getattr(redis_client, "connection_pool", None)
-    if pool is not None:
-        options["connection_pool"] = pool
-    return RedisStorage(
-        redis_storage_uri(redis_url),
-        implementation="redispy",
-        key_prefix=prefix,
-        **options,  # type: ignore[arg-type]
-    )
+class Windows(Protocol):
+    async def hit(self, buckets: Sequence[Bucket], now: float) -> list[float | None]:
+        """Count one request in every bucket that has room; per bucket ``None`` (counted) or the seconds
+        until it has room again (refused, not counted)."""
+        ...
 
 
-def memory_storage() -> Storage:
-    return MemoryStorage()
+# KEYS: one list per bucket, newest timestamp first. ARGV: now, then each bucket's limit and window.
+_HIT = """
+local now = tonumber(ARGV[1])
+local waits = {}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  local oldest = redis.call('LINDEX', key, limit - 1)
+  if oldest and tonumber(oldest) > now - window then
+    waits[i] = tostring(tonumber(oldest) + window - now)
+  else
+    redis.call('LPUSH', key, ARGV[1])
+    redis.call('LTRIM', key, 0, limit - 1)
+    redis.call('EXPIRE', key, window)
+    waits[i] = ''
+  end
+end
+return waits
+"""
+
+
+class RedisWindows:
+    """Every bucket of a request in one script call (one round trip, whatever the number of buckets)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._script = redis.register_script(_HIT)
+
+    async def hit(self, buckets: Sequence[Bucket], now: float) -> list[float | None]:
+        args: list[float | int] = [now]
+        for _, limit, window in buckets:
+            args += (limit, window)
+        replies = await self._script(keys=[key for key, _, _ in buckets], args=args)
+        return [float(r) if r else None for r in replies]
+
+
+class MemoryWindows:
+    """``RedisWindows`` in this process's memory: limits that one replica alone enforces."""
+
+    def __init__(self) -> None:
+        self._lists: dict[str, deque[float]] = {}
+
+    async def hit(self, buckets: Sequence[Bucket], now: float) -> list[float | None]:
+        waits: list[float | None] = []
+        for key, limit, window in buckets:
+            times = self._lists.setdefault(key, deque(maxlen=limit))
+            if len(times) == limit and times[0] > now - window:  # the oldest of the last `limit` is recent
+                waits.append(times[0] + window - now)
+            else:
+                times.append(now)  # maxlen drops the oldest
+                waits.append(None)
+        return waits
+
+
+def make_storage(redis_url: str, redis: Any | None = None) -> Windows:
+    """``RedisWindows`` on ``redis``, or on a new client of ``redis_url`` (a storage of its own)."""
+    return RedisWindows(redis if redis is not None else redis_client(redis_url, timeout_s=1.0))
+
+
+def memory_storage() -> Windows:
+    return MemoryWindows()
 
 
 class RateLimiter:
     def __init__(
         self,
         spec: str,
-        storage: Storage,
+        storage: Windows,
         *,
         fail_open: bool,
         timeout: float,
         cooldown: float,
         metrics: Metrics,
+        prefix: str = "bf:rl",
     ) -> None:
         try:
             self.items: list[RateLimitItem] = list(parse_many(spec)) if spec.strip() else []
         except ValueError as exc:
             raise ConfigError(f"RATE_LIMIT={spec!r} is not a valid rate limit: {exc}") from None
         self.storage = storage
-        self.strategy = MovingWindowRateLimiter(storage)
+        self.prefix = prefix
         self.fail_open = fail_open
         self.guard = RedisGuard(timeout=timeout, cooldown=cooldown, what="rate-limit storage")
         self.metrics = metrics
@@ -142,40 +196,29 @@ class RateLimiter:
         """Count one request against each ``(scope, identity)`` bucket; raise ``ApiError`` 429 for the
         first bucket (in the order given) that is over its limit, or 503 when failing closed.
 
-        The buckets are hit concurrently (one Redis round trip of latency, not one per bucket), so a request
-        refused for one bucket still counts against the others."""
+        Every bucket is hit in one storage call, so a request refused for one bucket still counts against
+        the others."""
         if not self.items or not hits:
             return
         checks = [(item, scope, identity) for scope, identity in hits for item in self.items]
-        outcomes = await asyncio.gather(*(self._hit(*c) for c in checks))
-        if any(allowed is None for allowed in outcomes):  # storage errors of any kind, timeouts, the cooldown
+        buckets = [
+            (f"{self.prefix}:{item.key_for(scope, identity)}", item.amount, item.get_expiry())
+            for item, scope, identity in checks
+        ]
+        try:
+            waits = await self.guard.run(lambda: self.storage.hit(buckets, time.time()))
+        except RedisUnavailable:  # storage errors of any kind, timeouts, the cooldown
             self._storage_failed()
             return
-        for (item, scope, identity), allowed in zip(checks, outcomes, strict=True):
-            if not allowed:
-                retry_after = await self._retry_after(item, scope, identity)
+        for (item, scope, _), wait in zip(checks, waits, strict=True):
+            if wait is not None:
                 self.metrics.rate_limited.labels(scope).inc()
                 raise ApiError(
                     429,
                     FacadeCode.RATE_LIMITED,
                     f"rate limit {item} per {'client address' if scope == 'ip' else 'API key'} exceeded",
-                    headers={"Retry-After": str(retry_after)},
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
                 )
-
-    async def _hit(self, item: RateLimitItem, scope: str, identity: str) -> bool | None:
-        """Whether the hit was allowed; None when the storage failed."""
-        try:
-            return await self.guard.run(partial(self.strategy.hit, item, scope, identity))
-        except RedisUnavailable:
-            return None
-
-    async def _retry_after(self, item: RateLimitItem, scope: str, identity: str) -> int:
-        try:
-            stats = await asyncio.wait_for(self.strategy.get_window_stats(item, scope, identity), self.guard.timeout)
-            wait = stats.reset_time - time.time()
-        except Exception:  # the 429 stands; only the hint is approximate
-            wait = item.get_expiry()
-        return max(1, math.ceil(wait))
 
     def _storage_failed(self) -> None:
         self.metrics.ratelimit_errors.inc()

@@ -2,7 +2,7 @@
 
 Unit tests build the app with ``FakePublisher``/``FakeListener`` (no Kafka). They use the real Redis
 when one answers at ``REDIS_URL`` (default 127.0.0.1:6379); otherwise the Redis client points at a
-dead port and rate limiting uses ``limits``' memory storage, which exercises the Redis-down paths.
+dead port and rate limiting uses ``facade.ratelimit.MemoryWindows``, which exercises the Redis-down paths.
 Each harness gets a random client address and fresh API keys, so Redis-backed limits never leak
 between tests.
 """
@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from barcodeflow.settings import Settings
 from facade.app import create_app
+from facade.ratelimit import memory_storage
 from tests.facade.fakes import FakeListener, FakePublisher
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -111,9 +112,7 @@ def make_harness() -> Iterator[MakeHarness]:
         lis = listener or FakeListener()
         pub = publisher or FakePublisher(lis, mode=mode, delay=delay)
         if ratelimit_storage is None and not use_redis:
-            from limits.aio.storage import MemoryStorage
-
-            ratelimit_storage = MemoryStorage()
+            ratelimit_storage = memory_storage()
         app = create_app(
             s,
             publisher=pub,

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from barcodeflow.settings import Settings
 from facade.app import create_app
+from facade.ratelimit import memory_storage
 from tests.facade.conftest import DEAD_REDIS, redis_available, redis_url
 from tests.facade.fakes import FakeListener, FakePublisher
 
@@ -33,9 +34,7 @@ def _app():
     lis = FakeListener()
     storage = None
     if not use_redis:
-        from limits.aio.storage import MemoryStorage
-
-        storage = MemoryStorage()
+        storage = memory_storage()
 
     async def ok() -> None:
         return None
