@@ -130,3 +130,15 @@ def test_facade_cpu_reports_every_process(stack_settings: Settings) -> None:
     [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("round 1: p50 ")]
     for role in ("facade", "worker", "sink", "bench client", "kafka", "redis"):
         assert f"{role} " in line, line
+
+
+@pytest.mark.timeout(120)
+def test_ratelimit_compares_both_limiters(stack_settings: Settings) -> None:
+    env = {**os.environ, "REDIS_URL": stack_settings.redis_url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ratelimit", "--checks", "50", "--rounds", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "round 1: limits " in proc.stdout and "round 1: one_script " in proc.stdout
+    assert "one_script / limits: wall " in proc.stdout
