@@ -7,7 +7,7 @@
   ``Retry-After`` >= 1, the seconds until the oldest counted request leaves the window.
 * One round trip per request: one Lua script hits every bucket of the request (its address, its key,
   each limit) and answers the wait of each refused one (``RedisWindows``). ``MemoryWindows`` does the
-  same in-process (tests, and a facade without Redis).
+  same in this process's memory, for the unit tests.
 * Storage down (or slower than ``ratelimit_timeout_s``): ``settings.rate_limit_fail_open`` decides.
   Open (the default) lets the request through and counts ``ratelimit_storage_errors``; closed answers
   503 ``rate_limit_unavailable`` with ``Retry-After``. Storage calls go through a ``RedisGuard``: after a
@@ -140,7 +140,8 @@ class RedisWindows:
 
 
 class MemoryWindows:
-    """``RedisWindows`` in this process's memory: limits that one replica alone enforces."""
+    """``RedisWindows`` in this process's memory, for the unit tests: one replica's limits, and a bucket
+    is never forgotten (no expiry)."""
 
     def __init__(self) -> None:
         self._lists: dict[str, deque[float]] = {}
