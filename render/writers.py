@@ -28,11 +28,15 @@ EAN/UPC (``symbol.retail``): digits 10 modules high (at most 22 % of the height)
 guard bars extended half into it, UPC's outer digits at 80 %, add-on bars starting below their digits.
 ITF-14 bearers (``bearer``): bars 5 modules thick above and below the bars; ``frame`` adds the sides.
 
-SVG shape: optional background ``<rect>`` (omitted when transparent), then one ``<path>`` whose ``d`` is a
-list of filled rectangles ``M{x} {y}h{w}v{h}h-{w}z`` in module units: 2D = horizontal runs of dark
-modules, consecutive identical rows merged into one taller rectangle; 1D = one rectangle per bar, bar
-height in viewBox units. 1D text is a ``<text>`` (monospace, centred), XML-escaped, control characters
-removed. No ids, scripts, styles or event attributes.
+SVG shape: optional background ``<rect>`` (omitted when transparent), then one ``<path>`` in module units.
+2D and plain 1D: a stroked path (``fill="none"``), one horizontal line per run of dark modules through the
+middle of its band, ``M{x} {y}h{w}`` and then ``m{gap} 0h{w}`` along the band; ``stroke-width`` is the
+band's height (2D: the largest height shared by every run of identical rows, e.g. 3 for PDF417, 1 for
+QR; 1D: the bars' height in viewBox units). Half the bytes of one filled rectangle per run (a 100-item
+mixed result is a third smaller), and drawn pixel for pixel as the PNG. EAN/UPC, ITF-14 bearers and
+asymmetric quiet zones: filled rectangles ``M{x} {y}h{w}v{h}h-{w}z``, one per bar (their bars differ in
+height). 1D text is a ``<text>`` (monospace, centred), XML-escaped, control characters removed. No ids,
+scripts, styles or event attributes.
 
 Any derived side above ``MAX_SIDE`` is refused (``InvalidOption``) before anything is allocated.
 Output is deterministic: no timestamps or ids; PNG uses a fixed zlib level (6; 1 for 1D images drawn
@@ -192,16 +196,34 @@ def runs(modules: BoolMatrix) -> tuple[list[int], list[int], list[int]]:
     return ys.tolist(), starts.tolist(), (ends - starts).tolist()
 
 
-def _matrix_path(modules: BoolMatrix, margin: int) -> str:
-    """One rectangle per horizontal run; runs of identical consecutive rows become one taller rectangle
-    (PDF417 rows are 3 modules high, QR finder patterns repeat rows)."""
+def _matrix_path(modules: BoolMatrix, margin: int) -> tuple[int, str]:
+    """A 2D symbol's path: the height of its bands (the largest height shared by every band of identical
+    rows: 3 for PDF417's 3-module rows, 1 for QR) and ``d``, one line per run of dark modules through the
+    middle of its band (``M{x} {y}h{w}``, a band's later runs ``m{gap} 0h{w}``), stroked as high as a band."""
     rows = modules.shape[0]
     starts = np.flatnonzero(np.concatenate(([True], np.any(modules[1:] != modules[:-1], axis=1))))
-    heights = np.diff(np.append(starts, rows))
-    group, xs, ws = runs(modules[starts])
-    ys = (starts[group] + margin).tolist()
-    hs = heights[group].tolist()
-    return "".join([f"M{x + margin} {y}h{w}v{h}h-{w}z" for x, y, w, h in zip(xs, ys, ws, hs, strict=True)])
+    band = int(np.gcd.reduce(np.diff(np.append(starts, rows))))
+    ys, xs, ws = runs(modules[::band])
+    return band, _lines(ys, xs, ws, margin, lambda y: _num(y * band + margin + band / 2))
+
+
+def _band_path(row: np.ndarray, margin: int, middle: str) -> str:
+    """A row of bars as one band (plain 1D symbols): one line per bar at height ``middle``."""
+    ys, xs, ws = runs(row[np.newaxis, :])
+    return _lines(ys, xs, ws, margin, lambda _: middle)
+
+
+def _lines(ys: list[int], xs: list[int], ws: list[int], margin: int, middle: Callable[[int], str]) -> str:
+    parts: list[str] = []
+    row, end = -1, 0
+    for y, x, w in zip(ys, xs, ws, strict=True):
+        if y != row:
+            parts.append(f"M{x + margin} {middle(y)}h{w}")
+            row = y
+        else:
+            parts.append(f"m{x - end} 0h{w}")
+        end = x + w
+    return "".join(parts)
 
 
 class Geometry(NamedTuple):
@@ -349,19 +371,20 @@ def write_svg(symbol: Symbol, spec: RenderSpec, layout: Layout) -> bytes:
         if text:
             fit = 0.95 * layout.svg_width / (TEXT_CHAR_WIDTH * len(text))
             font = min(layout.svg_height * TEXT_SIZE_RATIO, fit) / unit
-        bar_h = _num(view_h - font * 1.25)
-        _, xs, ws = runs(symbol.modules)
-        d = "".join([f"M{x + m} 0h{w}v{bar_h}h-{w}z" for x, w in zip(xs, ws, strict=True)])
+        bar_h = view_h - font * 1.25
+        stroke, d = _num(bar_h), _band_path(symbol.modules[0], m, _num(bar_h / 2))
         view = f"0 0 {layout.cols} {_num(view_h)}"
     else:
         view_h = float(layout.rows)
-        d = _matrix_path(symbol.modules, m)
+        band, d = _matrix_path(symbol.modules, m)
+        stroke = str(band)
         view = f"0 0 {layout.cols} {layout.rows}"
+    shape = f'fill="none" stroke="{spec.foreground}"' + (f' stroke-width="{stroke}"' if stroke != "1" else "")
     out = [_svg_head(spec, layout, view)]
     if spec.background != TRANSPARENT:
         out.append(f'<rect width="{layout.cols}" height="{_num(view_h)}" fill="{spec.background}"/>')
     if d:
-        out.append(f'<path fill="{spec.foreground}" d="{d}"/>')
+        out.append(f'<path {shape} d="{d}"/>')
     if text:
         out.append(_text_svg(text, layout.cols / 2, view_h - font * 0.25, font, spec.foreground))
     out.append("</svg>\n")

@@ -324,8 +324,9 @@ def svg_problems(svg: bytes, *, expect_text: str | None) -> list[str]:
             lname = name.rsplit("}", 1)[-1].lower()
             if lname.startswith("on") or "href" in lname or lname == "style":
                 out.append(f"attribute {name}={value!r}")
-            if lname == "fill" and not FILL.fullmatch(value):
-                out.append(f"fill={value!r}")
+            unfilled = (tag, name, value) == ("path", "fill", "none")  # a stroked path
+            if lname in ("fill", "stroke") and not (FILL.fullmatch(value) or unfilled):
+                out.append(f"{lname}={value!r}")
     if expect_text is not None:
         want = [expect_text] if expect_text else []
         if texts != want:

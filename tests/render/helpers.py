@@ -24,6 +24,7 @@ SAMPLE = {
     "gs1_qr": "(01)09506000134352(10)AB", "gs1_digital_link": "https://id.gs1.org/01/09506000134352/10/AB",
 }  # fmt: skip
 _RECT = re.compile(r"M(\d+) ([\d.]+)h(\d+)v([\d.]+)h-(\d+)z")
+_LINE = re.compile(r"([Mm])(\d+) ([\d.]+)h(\d+)")
 
 
 def gtin_check(body: str) -> str:
@@ -69,7 +70,7 @@ MID = 0.4  # 1D: where bars are read, as a share of the height (below bearers an
 
 
 def svg_modules(svg: bytes, *, linear: bool) -> np.ndarray:
-    """Parse our own path format back to the module matrix (quiet zone included); 1D: the row of modules
+    """Parse our own path formats back to the module matrix (quiet zone included); 1D: the row of modules
     crossing ``MID`` of the height."""
     root = parse_svg(svg)
     _, _, width, height = root.get("viewBox").split()
@@ -77,22 +78,44 @@ def svg_modules(svg: bytes, *, linear: bool) -> np.ndarray:
     path = root.find(f"{SVG_NS}path")
     assert path is not None
     d = path.get("d")
-    rects = _RECT.findall(d)
-    assert "".join(f"M{x} {y}h{w}v{h}h-{w2}z" for x, y, w, h, w2 in rects) == d, "unexpected path syntax"
+    if path.get("stroke") is not None:
+        rects = _stroked(d, float(path.get("stroke-width", "1")))
+        assert path.get("fill") == "none"
+    else:
+        found = _RECT.findall(d)
+        assert "".join(f"M{x} {y}h{w}v{h}h-{w2}z" for x, y, w, h, w2 in found) == d, "unexpected path syntax"
+        assert all(w == w2 for _, _, w, _, w2 in found)
+        rects = [(int(x), float(y), int(w), float(h)) for x, y, w, h, _ in found]
     if linear:
         out = np.zeros((1, cols), dtype=bool)
         level = float(height) * MID
-        for x, y, w, h, w2 in rects:
-            assert w == w2
-            if float(y) <= level < float(y) + float(h):
-                out[0, int(x) : int(x) + int(w)] = True
+        for x, y, w, h in rects:
+            if y <= level < y + h:
+                out[0, x : x + w] = True
         return out
     out = np.zeros((int(height), cols), dtype=bool)
-    for x, y, w, h, w2 in rects:
-        assert w == w2
-        block = out[int(y) : int(y) + int(h), int(x) : int(x) + int(w)]
-        assert block.shape == (int(h), int(w)) and not block.any(), "rectangles must not overlap"
+    for x, y, w, h in rects:
+        assert y == int(y) and h == int(h), "2D rows are whole modules"
+        block = out[int(y) : int(y + h), x : x + w]
+        assert block.shape == (int(h), w) and not block.any(), "rectangles must not overlap"
         block[:] = True
+    return out
+
+
+def _stroked(d: str, stroke_width: float) -> list[tuple[int, float, int, float]]:
+    """``M{x} {y}h{w}`` / ``m{gap} 0h{w}`` lines stroked ``stroke_width`` high, as (x, top, width, height)."""
+    lines = _LINE.findall(d)
+    assert "".join(f"{c}{a} {b}h{w}" for c, a, b, w in lines) == d, "unexpected path syntax"
+    out = []
+    end, middle = 0, 0.0
+    for cmd, a, b, w in lines:
+        if cmd == "M":
+            x, middle = int(a), float(b)
+        else:
+            assert b == "0", "a relative move stays on its line"
+            x = end + int(a)
+        end = x + int(w)
+        out.append((x, middle - stroke_width / 2, int(w), stroke_width))
     return out
 
 

@@ -20,6 +20,7 @@ from render import SUPPORTED_TYPES, Rendered, normalize_item, render
 from render import writers as writers_module
 from render._text import strip_controls
 from render.registry import REGISTRY
+from render.verify import rasterise_svg
 from schemas.errors import InvalidOption
 from tests.render.helpers import SAMPLE, SVG_NS, parse_svg, png_dark, png_row, svg_modules
 
@@ -224,6 +225,26 @@ def test_svg_path_matches_png_modules_for_every_type() -> None:
         linear = png.metadata["rows"] == 1
         sampled = png_row(png.image)[:, ::3] if linear else png_dark(png.image)[::3, ::3]
         assert np.array_equal(svg_modules(svg.image, linear=linear), sampled), barcode_type
+
+
+@pytest.mark.parametrize("barcode_type", SUPPORTED_TYPES)
+def test_svg_draws_the_png_pixels_in_a_real_renderer(barcode_type: str) -> None:
+    """resvg draws the SVG (stroked lines for 2D and plain 1D, rectangles for EAN/UPC) pixel for pixel as
+    the PNG: no half-covered module edge, no gap, no overlap (text off: fonts differ between the two)."""
+    opts: dict[str, Any] = {"module_size": 3, "show_text": False}
+    svg, png = rendered(barcode_type, **opts), rendered(barcode_type, fmt="png", **opts)
+    drawn = np.asarray(Image.open(BytesIO(rasterise_svg(svg.image))).convert("L"))
+    assert drawn.shape == png_dark(png.image).shape, barcode_type
+    assert set(np.unique(drawn).tolist()) <= {0, 255}, f"{barcode_type}: anti-aliased edges"
+    assert np.array_equal(drawn == 0, png_dark(png.image)), barcode_type
+
+
+def test_2d_paths_are_stroked_bands() -> None:
+    qr = parse_svg(rendered("qr").image).find(f"{SVG_NS}path")
+    assert (qr.get("fill"), qr.get("stroke"), qr.get("stroke-width")) == ("none", "#000000", None)
+    assert qr.get("d").startswith("M4 4.5h7m")  # the finder pattern's top row, then a relative move
+    pdf = parse_svg(rendered("pdf417").image).find(f"{SVG_NS}path")
+    assert pdf.get("stroke-width") == "3"  # one line per 3-module row, not three
 
 
 LINEAR_TYPES = [t for t in SUPPORTED_TYPES if REGISTRY[t].linear]
