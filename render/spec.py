@@ -26,7 +26,7 @@ from render._text import show
 from render.registry import REGISTRY, SUPPORTED_TYPES, Symbology
 from schemas.errors import DataTooLong, InvalidData, InvalidItem, InvalidOption, UnsupportedType
 
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"
 
 MAX_SIDE = 4096  # px, for width, height and any derived image side
 MAX_MARGIN = 64  # modules
