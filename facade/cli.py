@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from barcodeflow.memory import tune_gc
     from barcodeflow.settings import ConfigError
     from facade.app import create_app
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"barcodeflow facade: {exc}", file=sys.stderr)
         return 2
+    tune_gc()
     uvicorn.run(
         app,
         host=settings.facade_host,

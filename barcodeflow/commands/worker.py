@@ -51,9 +51,12 @@ def run_worker(args: argparse.Namespace) -> int:
         settings = settings.with_(render_concurrency=args.concurrency)
     if args.processes > 1:
         return supervise(args.processes, settings)
+    from barcodeflow.memory import tune_gc
     from stream_app.app import create_worker_app
 
-    return run_faust_app(create_worker_app(settings), settings, _level(args))
+    app = create_worker_app(settings)
+    tune_gc()
+    return run_faust_app(app, settings, _level(args))
 
 
 def supervise(n: int, settings: Settings) -> int:
@@ -82,6 +85,7 @@ def supervise(n: int, settings: Settings) -> int:
 
 
 def run_sink(args: argparse.Namespace) -> int:
+    from barcodeflow.memory import tune_gc
     from sink.app import run_sink as sink_main
     from stream_app.topics import ensure_topics
 
@@ -98,6 +102,7 @@ def run_sink(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await sink_main(settings, stop)
 
+    tune_gc()
     asyncio.run(main())
     return 0
 

@@ -1,14 +1,15 @@
-"""barcodeflow.memory: the heap trimmer's schedule (fake trim and clock) and glibc's malloc_trim itself."""
+"""barcodeflow.memory: the collector's schedule, the heap trimmer's (fake trim and clock) and glibc's malloc_trim."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from barcodeflow.memory import HeapTrimmer, libc_malloc_trim
+from barcodeflow.memory import GC_THRESHOLDS, HeapTrimmer, libc_malloc_trim, tune_gc
 
 
 class Clock:
@@ -91,3 +92,15 @@ def test_malloc_trim_returns_freed_heap_to_the_os():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     released_mb = int(out.stdout.strip()) / 2**20
     assert released_mb > 10, f"malloc_trim released only {released_mb:.1f} MB of ~22 MB freed"
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc((12_345, 7, 3))
+        assert gc.get_threshold() == (12_345, 7, 3)
+        assert gc.get_freeze_count() > 0  # what the process built so far is out of the collector's way
+        assert GC_THRESHOLDS[0] > 10 * before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
