@@ -35,10 +35,10 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     full collection that traverses every object of the process (Faust, aiokafka, pydantic, the modules),
     35-50 ms each: 4.8 % of the worker's main process CPU and 2.7 % of the sink's in ten seconds of
     all-miss load, 10 % of the worker's over a whole benchmark run with its start-up (BENCHMARKS.md, "The
-    collector's schedule"). ``gc.freeze()`` takes what start-up built out of every
-    later collection, and the thresholds make young collections ~70 times rarer. Cycles are still
-    collected, later; the benchmark measures the worker's RSS over 100,000 codes. Not for the render
-    processes (their collections cost ~1 % of a render) or a library's caller (the process is theirs)."""
+    collector's schedule"). ``gc.freeze()`` takes what start-up built out of every later collection, and the
+    thresholds make young collections ~70 times rarer. Cycles are still collected, later; the benchmark
+    measures the worker's RSS over 100,000 codes. Not for the render processes (their collections cost ~1 %
+    of a render) or a library's caller (the process is theirs)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)

@@ -214,6 +214,8 @@ def _band_path(row: np.ndarray, margin: int, middle: str) -> str:
 
 
 def _lines(ys: list[int], xs: list[int], ws: list[int], margin: int, middle: Callable[[int], str]) -> str:
+    """Runs ``(row, first column, length)`` in row order as ``d``: ``M`` at a row's first run (at height
+    ``middle(row)``), then relative moves along the row."""
     parts: list[str] = []
     row, end = -1, 0
     for y, x, w in zip(ys, xs, ws, strict=True):
