@@ -9,12 +9,14 @@ timeout to every batch.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import redis
 from hiredis import pack_command
 from redis.asyncio import Redis
 
@@ -134,9 +136,17 @@ class TwoLevelCache:
 @dataclass
 class PoolStore:
     """The render pool's ``render.pool.Store``: a pool process writes the images it rendered to Redis
-    itself (one pipeline per task), under the same policy as ``TwoLevelCache`` (short timeout, skipped for
-    a back-off after a failure). It is pickled into each process, which connects on first use. A failure
-    returns False and the caller stores the images the usual way."""
+    itself (one write per task), under the same policy as ``TwoLevelCache`` (short timeout, skipped for
+    a back-off after a failure). It is pickled into each process, which connects on first use.
+
+    A write's replies are read at the next write, or by ``flush``, which the process calls when no task
+    is waiting for it: a render process goes on rendering instead of waiting for Redis to take its turn
+    on the CPU (14 % of a render process's time under load went to that wait, BENCHMARKS.md). A write
+    that cannot be sent returns False and the caller stores those images the usual way. An error reply,
+    or no reply within the timeout, is found when the replies are read: it is logged, Redis is skipped for
+    the back-off, and the write being made then is not sent (False); the images of the write that failed
+    are missing from the shared cache (a later miss renders them again, RELIABILITY.md R3), never from a
+    result."""
 
     url: str
     ttl: int
@@ -144,6 +154,8 @@ class PoolStore:
     backoff_s: float = 1.0
     _client: Any = field(default=None, init=False, repr=False)
     _guard: RedisGuard | None = field(default=None, init=False, repr=False)
+    _conn: Any = field(default=None, init=False, repr=False)
+    _unread: int = field(default=0, init=False, repr=False)  # replies of the last write not read yet
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "ttl": self.ttl, "timeout_ms": self.timeout_ms, "backoff_s": self.backoff_s}
@@ -152,32 +164,71 @@ class PoolStore:
         self.__init__(**state)  # type: ignore[misc]
 
     def __call__(self, entries: Mapping[str, bytes]) -> bool:
-        if self._guard is None:
-            self._guard = RedisGuard(timeout=self.timeout_ms / 1000, cooldown=self.backoff_s, what="render pool cache")
-            self._client = blocking_redis_client(self.url, timeout_s=self.timeout_ms / 1000)
         try:
-            self._guard.call(lambda: self._set_all(entries))
+            self._guarded().call(lambda: self._set_all(entries))
         except RedisUnavailable:
             return False
         return True
 
-    def _set_all(self, entries: Mapping[str, bytes]) -> None:
-        """Every ``SET key value EX ttl`` in one write, then their replies (an error reply raises).
+    def flush(self) -> None:
+        """Read the replies of the last write (an error is logged, and Redis skipped for the back-off)."""
+        if self._unread:
+            with contextlib.suppress(RedisUnavailable):
+                self._guarded().call(lambda: self._read_replies(self._connection()))
 
-        Packed by hiredis and sent on one connection: a redis-py pipeline object costs about three times the
-        client CPU for the same commands (~16 against ~5 µs per image, ``python -m bench.cache_writes``), paid in
-        the render processes."""
+    def _guarded(self) -> RedisGuard:
+        if self._guard is None:
+            self._guard = RedisGuard(timeout=self.timeout_ms / 1000, cooldown=self.backoff_s, what="render pool cache")
+            self._client = blocking_redis_client(self.url, timeout_s=self.timeout_ms / 1000)
+        return self._guard
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self._client.connection_pool.get_connection()
+        return self._conn
+
+    def _set_all(self, entries: Mapping[str, bytes]) -> None:
+        """The last write's replies, then every ``SET key value EX ttl`` of this one in one write.
+
+        Packed by hiredis and sent on the store's own connection: a redis-py pipeline object costs about three
+        times the client CPU for the same commands (~16 against ~5 µs per image, ``python -m
+        bench.cache_writes``), paid in the render processes."""
         ttl = str(self.ttl).encode()
         commands = [(b"SET", (KEY_PREFIX + k).encode(), v, b"EX", ttl) for k, v in entries.items()]
         packed = b"".join([pack_command(c) for c in commands])  # type: ignore[arg-type] # its stub says 1-tuple
-        pool = self._client.connection_pool
-        conn = pool.get_connection()
+        conn = self._connection()
+        self._read_replies(conn)
         try:
             conn.send_packed_command([packed], check_health=False)
-            for _ in entries:
-                conn.read_response()
         except BaseException:
-            conn.disconnect()  # replies may be left unread: never hand this connection out as it is
+            self._drop()
             raise
-        finally:
-            pool.release(conn)
+        self._unread = len(commands)
+
+    def _read_replies(self, conn: Any) -> None:
+        try:
+            while self._unread:
+                self._unread -= 1
+                conn.read_response()  # an error reply raises (the rest are read all the same)
+        except redis.ResponseError:
+            self._read_rest(conn)
+            raise
+        except BaseException:
+            self._drop()  # replies may be left unread: this connection is not used again
+            raise
+
+    def _read_rest(self, conn: Any) -> None:
+        try:
+            while self._unread:
+                self._unread -= 1
+                with contextlib.suppress(redis.ResponseError):
+                    conn.read_response()
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._conn = None
+        self._unread = 0

@@ -8,12 +8,15 @@ renders in the calling thread.
 A pool may be given a ``Store``: then ``render_and_store`` also writes each new image to the shared
 cache from the pool process itself, in parallel with the other processes, instead of the caller's event
 loop sending every image a second time (the store's I/O is the caller's code, injected: this package
-does none).
+does none). A process settles its store's earlier writes (``Store.flush``) only when no call is waiting
+for it, so it never stands idle waiting for the cache while there is rendering to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import pickle
@@ -25,14 +28,29 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from render.core import Outcome
 
 log = logging.getLogger(__name__)
 
-Store = Callable[[Mapping[str, bytes]], bool]
-"""Called in a pool process with ``{cache key: CachedImage.encode()}``; True once the entries are stored."""
+PIPE_BYTES = 1024 * 1024
+"""Capacity asked for a reply pipe (Linux's default limit for an unprivileged process; the default capacity
+is 64 KiB). A task's reply (~75 KB for 50 mixed items) then fits whole: a render process writes it and goes
+on to its next call, where with 64 KiB it waited for the parent's event loop to read the rest (5 % of its
+time under load, BENCHMARKS.md)."""
+
+
+class Store(Protocol):
+    """Where a pool process puts the images it renders (``barcodeflow.cache.PoolStore``)."""
+
+    def __call__(self, entries: Mapping[str, bytes]) -> bool:
+        """Write ``{cache key: CachedImage.encode()}``; True once they are on their way (False: the caller
+        stores them)."""
+
+    def flush(self) -> None:
+        """Settle what earlier calls wrote; the process calls it when it has nothing else to do."""
+
 
 T = TypeVar("T")
 
@@ -184,6 +202,8 @@ def _serve(calls: Connection, replies: Connection, store: Store | None) -> None:
     _warm(store)
     while True:
         try:
+            if store is not None and not calls.poll():  # nothing to render now: settle the cache writes
+                store.flush()
             fn, args = pickle.loads(calls.recv_bytes())  # noqa: S301 - a pipe only our own parent writes to
         except (EOFError, OSError):  # the parent is gone or closed the pipe
             return
@@ -211,12 +231,20 @@ def _settle(fut: asyncio.Future[Any], reply: bytes) -> None:
         fut.set_exception(value)
 
 
+def _widen(pipe: Connection) -> None:
+    """Ask for ``PIPE_BYTES`` of capacity; where that is refused (a lower limit, not Linux) the pipe keeps its
+    default and replies only wait for the reader more often."""
+    with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ is Linux-only
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 class _Child:
     """One render process, its two pipes and the futures of its calls in order."""
 
     def __init__(self, ctx: Any, store: Store | None, room: asyncio.Event) -> None:
         child_calls, self._calls = ctx.Pipe(duplex=False)
         self._replies, child_replies = ctx.Pipe(duplex=False)
+        _widen(child_replies)
         self.process = ctx.Process(
             target=_serve, args=(child_calls, child_replies, store), daemon=True, name="barcodeflow-render"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -48,6 +49,10 @@ async def test_pool_processes_store_what_they_render(stack_settings: Settings, b
         pool.stop()
     assert stored is True
     assert [o.success for o in outcomes] == [True, True, False]  # too long for any QR version
+    # the process read the write's replies once it had nothing else to do; Redis has the images by then
+    deadline = time.monotonic() + 5
+    while blocking_redis.exists(*(KEY_PREFIX + k for k in keys[:2])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     for key, o in zip(keys[:2], outcomes, strict=False):
         raw = blocking_redis.get(KEY_PREFIX + key)
         assert isinstance(raw, bytes)
@@ -63,19 +68,34 @@ def test_a_dead_redis_is_reported_and_then_skipped_for_the_back_off() -> None:
     assert store._guard is not None and store._guard.failures == 1  # the second call did not try
 
 
-def test_an_error_reply_fails_the_store_and_leaves_no_reply_unread(
+def test_a_write_is_settled_at_the_next_write_and_an_error_reply_fails_that_one(
     stack_settings: Settings, blocking_redis: redis.Redis
 ) -> None:
     tag = uuid.uuid4().hex
     entries = {f"test-{tag}-{i}": f"v{i}".encode() for i in range(5)}
     store = PoolStore(stack_settings.redis_url, ttl=60, backoff_s=0)
     assert store(entries) is True
-    store.ttl = 0  # "ERR invalid expire time": every SET of the write is refused
-    assert store(entries) is False
+    store.ttl = 0  # "ERR invalid expire time": every SET of the next write is refused
+    assert store(entries) is True  # sent; its replies are read at the next write
     store.ttl = 60
     fresh = {key: b"new-" + value for key, value in entries.items()}
-    assert store(fresh) is True  # read its own replies, not the refused write's
+    assert store(fresh) is False  # the refused write is found first: this one is not sent, its caller stores it
+    assert store._guard is not None and store._guard.failures == 1
+    assert blocking_redis.mget([KEY_PREFIX + k for k in fresh]) == list(entries.values())
+    assert store(fresh) is True  # on a connection with no reply left unread
+    store.flush()
+    assert store._guard.failures == 1
     assert blocking_redis.mget([KEY_PREFIX + k for k in fresh]) == list(fresh.values())
+
+
+def test_flush_reads_the_replies_and_reports_an_error(stack_settings: Settings, blocking_redis: redis.Redis) -> None:
+    tag = uuid.uuid4().hex
+    store = PoolStore(stack_settings.redis_url, ttl=0, backoff_s=60)
+    assert store({f"test-{tag}": b"v"}) is True
+    store.flush()
+    assert store._guard is not None and store._guard.failures == 1
+    assert store({f"test-{tag}": b"v"}) is False  # skipped for the back-off
+    assert blocking_redis.exists(KEY_PREFIX + f"test-{tag}") == 0
 
 
 class StoringPool(InlinePool):

@@ -44,6 +44,22 @@ def qr_specs(*texts: str, fmt: str = "png") -> list[dict[str, object]]:
     return [normalize_item({"barcode_type": "qr", "data": t, "format": fmt}).to_dict() for t in texts]
 
 
+class LogStore:
+    """A store that notes its writes and its flushes in a file (it runs in the render process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, entries: dict[str, bytes]) -> bool:
+        with self.path.open("a") as f:
+            f.write(f"write {len(entries)}\n")
+        return True
+
+    def flush(self) -> None:
+        with self.path.open("a") as f:
+            f.write("flush\n")
+
+
 @pytest.fixture
 def make_pool():
     """A factory of pools, each stopped after the test."""
@@ -107,6 +123,23 @@ async def test_a_call_that_kills_every_process_it_meets_fails_after_two_tries(ma
         await asyncio.wait_for(pool.call(die), GUARD_S)
     assert await asyncio.wait_for(pool.call(echo, "after"), GUARD_S) == "after"  # a third process serves
     assert pool.pids() != first
+
+
+async def test_a_process_settles_its_store_only_when_no_call_waits_for_it(tmp_path: Path) -> None:
+    log = tmp_path / "store.log"
+    pool = RenderPool(1, store=LogStore(log), depth=2)
+    try:
+        first, second = qr_specs(*(f"a{i}" for i in range(20))), qr_specs("b0", "b1")
+        calls = [pool.render_and_store(specs, [f"k{i}" for i in range(len(specs))]) for specs in (first, second)]
+        answers = await asyncio.wait_for(asyncio.gather(*calls), GUARD_S)
+        assert [stored for _, stored in answers] == [True, True]
+        deadline = time.monotonic() + GUARD_S
+        while log.read_text().splitlines()[-1:] != ["flush"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        pool.stop()
+    # flushed while idle before the calls came, not between the two (the second was waiting), then once idle
+    assert log.read_text().splitlines()[-3:] == ["write 20", "write 2", "flush"]
 
 
 async def test_stop_ends_the_processes(pool: RenderPool) -> None:
