@@ -206,26 +206,20 @@ class PoolStore:
         self._unread = len(commands)
 
     def _read_replies(self, conn: Any) -> None:
+        """Read every reply of the last write; the first error reply is raised once they are all read."""
+        error: redis.ResponseError | None = None
         try:
             while self._unread:
                 self._unread -= 1
-                conn.read_response()  # an error reply raises (the rest are read all the same)
-        except redis.ResponseError:
-            self._read_rest(conn)
-            raise
+                try:
+                    conn.read_response()
+                except redis.ResponseError as exc:
+                    error = error or exc
         except BaseException:
             self._drop()  # replies may be left unread: this connection is not used again
             raise
-
-    def _read_rest(self, conn: Any) -> None:
-        try:
-            while self._unread:
-                self._unread -= 1
-                with contextlib.suppress(redis.ResponseError):
-                    conn.read_response()
-        except BaseException:
-            self._drop()
-            raise
+        if error is not None:
+            raise error
 
     def _drop(self) -> None:
         if self._conn is not None:
