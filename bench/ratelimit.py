@@ -55,7 +55,7 @@ def baseline(redis_url: str, redis: object, hits: list[tuple[str, str]], prefix:
 
 def ours(redis: object, hits: list[tuple[str, str]], prefix: str) -> Check:
     limiter = RateLimiter(
-        LIMIT, make_storage("", redis), fail_open=False, timeout=1.0, cooldown=1.0, metrics=Metrics(), prefix=prefix
+        LIMIT, make_storage(redis), fail_open=False, timeout=1.0, cooldown=1.0, metrics=Metrics(), prefix=prefix
     )
 
     async def check() -> object:

@@ -113,7 +113,7 @@ def build_state(
     if redis is None:
         redis = redis_client(s.redis_url, timeout_s=s.facade_redis_timeout_s, health_check_interval=30)
     if ratelimit_storage is None:
-        ratelimit_storage = make_storage(s.redis_url, redis)
+        ratelimit_storage = make_storage(redis)
     limiter = RateLimiter(
         s.rate_limit,
         ratelimit_storage,

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from limits import RateLimitItem, parse_many
 
-from barcodeflow.redis import RedisGuard, RedisUnavailable, redis_client
+from barcodeflow.redis import RedisGuard, RedisUnavailable
 from barcodeflow.settings import ConfigError
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
@@ -158,9 +158,9 @@ class MemoryWindows:
         return waits
 
 
-def make_storage(redis_url: str, redis: Any | None = None) -> Windows:
-    """``RedisWindows`` on ``redis``, or on a new client of ``redis_url`` (a storage of its own)."""
-    return RedisWindows(redis if redis is not None else redis_client(redis_url, timeout_s=1.0))
+def make_storage(redis: Any) -> Windows:
+    """``RedisWindows`` on the client ``redis`` (the facade's own, which the facade closes)."""
+    return RedisWindows(redis)
 
 
 def memory_storage() -> Windows:

@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 
+from barcodeflow.redis import redis_client
 from facade.ratelimit import client_ip, make_storage, parse_trusted
 from tests.facade.conftest import DEAD_REDIS, Harness, MakeHarness
 
@@ -139,8 +140,13 @@ def test_bad_rate_limit_string_refuses_to_start(make_harness: MakeHarness) -> No
         make_harness(settings={"rate_limit": "lots"})
 
 
+def _dead_storage() -> object:
+    """A rate-limit storage on a Redis nobody listens on."""
+    return make_storage(redis_client(DEAD_REDIS, timeout_s=1.0))
+
+
 def test_storage_down_fails_open_by_default(make_harness: MakeHarness) -> None:
-    hx = make_harness(settings={"rate_limit": "1/minute"}, ratelimit_storage=make_storage(DEAD_REDIS))
+    hx = make_harness(settings={"rate_limit": "1/minute"}, ratelimit_storage=_dead_storage())
     assert all(_ok(_get(hx).status_code) for _ in range(3))
     assert "barcodeflow_facade_ratelimit_storage_errors_total" in hx.client.get("/metrics").text
 
@@ -148,7 +154,7 @@ def test_storage_down_fails_open_by_default(make_harness: MakeHarness) -> None:
 def test_storage_down_fails_closed_when_configured(make_harness: MakeHarness) -> None:
     hx = make_harness(
         settings={"rate_limit": "1/minute", "rate_limit_fail_open": False},
-        ratelimit_storage=make_storage(DEAD_REDIS),
+        ratelimit_storage=_dead_storage(),
     )
     r = _get(hx)
     assert r.status_code == 503
