@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 
 from barcodeflow.settings import Settings, Topics
 from tests.support.pipeline import Pipeline
+from tests.support.topics import delete_recorded, private
 
 
 def _reachable(hostport: str) -> bool:
@@ -29,7 +30,8 @@ def _reachable(hostport: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """This session's settings; at its end, every topic of its private pipelines is deleted."""
     base = Settings.from_env()
     first = base.kafka_bootstrap_servers.split(",")[0]
     if not _reachable(first):
@@ -38,7 +40,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     if not _reachable(redis_hostport):
         pytest.fail(f"Redis is not reachable at {base.redis_url}")
     run = uuid.uuid4().hex[:8]
-    return base.with_(
+    settings = base.with_(
         # generous deadline: a slow CI machine or a killed worker must not turn items into timeouts
         # (deadline behaviour itself is tested with its own records)
         batch_timeout_s=120.0,
@@ -46,6 +48,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         app_id=f"bf-test-{run}",
         data_dir=str(tmp_path_factory.mktemp("faust")),
     )
+    yield private(settings)
+    delete_recorded(settings.kafka_bootstrap_servers)
 
 
 @asynccontextmanager
@@ -76,4 +80,6 @@ async def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFa
 def isolated_settings(stack_settings: Settings) -> Settings:
     """Settings for a private pipeline (own topics and consumer groups) in tests that break things."""
     run = uuid.uuid4().hex[:8]
-    return stack_settings.with_(topic_prefix=f"i{run}.", topics=Topics.with_prefix(f"i{run}."), app_id=f"bf-iso-{run}")
+    return private(
+        stack_settings.with_(topic_prefix=f"i{run}.", topics=Topics.with_prefix(f"i{run}."), app_id=f"bf-iso-{run}")
+    )

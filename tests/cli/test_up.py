@@ -15,6 +15,7 @@ from PIL import Image
 
 from barcodeflow.settings import Settings
 from tests.support.pipeline import free_port
+from tests.support.topics import private
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.integration
 def test_up_runs_the_demo_and_stops_what_it_started(stack_settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     run = uuid.uuid4().hex[:8]
+    private(stack_settings.with_(topic_prefix=f"up{run}.", app_id=f"bf-up-{run}"))  # its topics go at session end
     env = {
         **os.environ,
         **stack_settings.as_env(),

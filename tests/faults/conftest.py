@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from barcodeflow.settings import Settings, Topics
+from tests.support.topics import private
 
 LONG_TIMEOUT_FACTOR = 5
 
@@ -132,12 +133,14 @@ def fault_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
     at the batch deadline users get (``BATCH_TIMEOUT_S`` as shipped, not the test suite's generous one)."""
     run = uuid.uuid4().hex[:8]
     prefix = f"f{run}."
-    return stack_settings.with_(
-        batch_timeout_s=Settings().batch_timeout_s,
-        topic_prefix=prefix,
-        topics=Topics.with_prefix(prefix),
-        app_id=f"bf-fault-{run}",
-        data_dir=str(tmp_path / "faust"),
+    return private(
+        stack_settings.with_(
+            batch_timeout_s=Settings().batch_timeout_s,
+            topic_prefix=prefix,
+            topics=Topics.with_prefix(prefix),
+            app_id=f"bf-fault-{run}",
+            data_dir=str(tmp_path / "faust"),
+        )
     )
 
 
