@@ -23,14 +23,9 @@ pytestmark = pytest.mark.integration
 def test_up_runs_the_demo_and_stops_what_it_started(stack_settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     run = uuid.uuid4().hex[:8]
-    private(stack_settings.with_(topic_prefix=f"up{run}.", app_id=f"bf-up-{run}"))  # its topics go at session end
-    env = {
-        **os.environ,
-        **stack_settings.as_env(),
-        "TOPIC_PREFIX": f"up{run}.",
-        "BARCODEFLOW_APP_ID": f"bf-up-{run}",
-        "FACADE_PORT": str(free_port()),
-    }
+    # its own topics and app id (TOPIC_PREFIX, BARCODEFLOW_APP_ID), deleted at the session's end
+    settings = private(stack_settings.with_(topic_prefix=f"up{run}.", app_id=f"bf-up-{run}"))
+    env = {**os.environ, **settings.as_env(), "FACADE_PORT": str(free_port())}
     proc = subprocess.run(
         [sys.executable, "-m", "barcodeflow.cli", "up", "--demo", "--exit-after-demo", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=240, check=False,
@@ -45,7 +40,7 @@ def test_up_runs_the_demo_and_stops_what_it_started(stack_settings: Settings, tm
     leftovers = []
     for p in psutil.process_iter():
         try:
-            if p.environ().get("TOPIC_PREFIX") == f"up{run}.":
+            if p.environ().get("TOPIC_PREFIX") == settings.topic_prefix:
                 leftovers.append(p.cmdline())
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
