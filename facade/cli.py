@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from barcodeflow.memory import tune_gc
     from barcodeflow.settings import ConfigError
     from facade.app import create_app
+    from facade.http import CoalescingHttpToolsProtocol
 
     settings = args.settings
     changes = {}
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         host=settings.facade_host,
         port=settings.facade_port,
         workers=None,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, each response in one send()
         # the facade resolves client addresses itself (trusted_proxies); uvicorn must not rewrite them
         proxy_headers=False,
         forwarded_allow_ips="",
