@@ -2,7 +2,11 @@
 
 A facade process runs against the same pipeline (its own topics), with one API key and a rate limit
 far above what the benchmark sends (the limiter still runs: its Redis round trip is part of every
-request). Clients are ``httpx.AsyncClient``s with keep-alive, one connection per simulated client.
+request). Clients are ``aiohttp.ClientSession``s with keep-alive, one connection per simulated client.
+The client's own work is on every measured request's path and shares the 2 cores with the facade: an
+``httpx.AsyncClient`` spent 1.8 CPU ms per 2-code request here, aiohttp 0.5-0.7 (BENCHMARKS.md). The
+2-code cached batch at 1 client is also measured with httpx (``cached_2_httpx``), for comparison with
+runs before the change (information, no target).
 
 * ``cached_2``: a 2-code batch (a QR URL and an EAN-13, SVG) sent once before measuring, so every
   measured request is answered from the render cache: the facade answers once the request is
@@ -14,10 +18,13 @@ request). Clients are ``httpx.AsyncClient``s with keep-alive, one connection per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
@@ -106,32 +113,59 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
     return {k: int(v - before.get(k, 0.0)) for k, v in after.items() if v - before.get(k, 0.0)}
 
 
-async def _load(base_url: str, bodies: list[list[bytes]], timeout: float, warmup: int = 0) -> LatencyResult:
-    """``bodies[c]`` is what client ``c`` sends, one request after another; each client's first
-    ``warmup`` requests (connection set-up) are sent but not recorded."""
-    res = LatencyResult()
+Post = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+CLIENT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError)
+
+
+@contextlib.asynccontextmanager
+async def _client(kind: str, base_url: str, timeout: float) -> AsyncIterator[Post]:
+    """One keep-alive connection; ``post(body)`` -> (status, body bytes) for ``POST /v1/batches``."""
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    if kind == "httpx":
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as hc:
+
+            async def post_httpx(body: bytes) -> tuple[int, bytes]:
+                r = await hc.post("/v1/batches", content=body)
+                return r.status_code, r.content
+
+            yield post_httpx
+        return
+    conn = aiohttp.TCPConnector(limit=1)
+    to = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(base_url, connector=conn, timeout=to, headers=headers) as ac:
+
+        async def post_aiohttp(body: bytes) -> tuple[int, bytes]:
+            async with ac.post("/v1/batches", data=body) as r:
+                return r.status, await r.read()
+
+        yield post_aiohttp
+
+
+async def _load(
+    base_url: str, bodies: list[list[bytes]], timeout: float, warmup: int = 0, client: str = "aiohttp"
+) -> LatencyResult:
+    """``bodies[c]`` is what client ``c`` sends, one request after another; each client's first
+    ``warmup`` requests (connection set-up) are sent but not recorded. ``client``: aiohttp or httpx."""
+    res = LatencyResult()
 
     async def client_loop(mine: list[bytes]) -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as client:
+        async with _client(client, base_url, timeout) as post:
             for i, body in enumerate(mine):
                 if i < warmup:
-                    try:
-                        await client.post("/v1/batches", content=body)
-                    except httpx.HTTPError:
-                        pass
+                    with contextlib.suppress(*CLIENT_ERRORS):
+                        await post(body)
                     continue
                 res.requests += 1
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/v1/batches", content=body)
+                    status, content = await post(body)
                     elapsed = (time.perf_counter() - t0) * 1000
-                    if r.status_code != 200:
-                        res.errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                    if status != 200:
+                        res.errors.append(f"HTTP {status}: {content[:200]!r}")
                         continue
-                    doc = orjson.loads(r.content)
-                except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+                    doc = orjson.loads(content)
+                except (*CLIENT_ERRORS, orjson.JSONDecodeError) as exc:
                     res.errors.append(f"{type(exc).__name__}: {exc}"[:300])
                     continue
                 s = doc.get("summary", {})
@@ -176,6 +210,10 @@ async def measure_facade(
         out["cached_2"][str(clients)]["facade_outcomes"] = _delta(await facade_outcomes(base_url), before)
         log(f"facade: 2-code cached, {clients} client(s): p50 {r.to_json()['p50_ms']} ms, "
             f"p99 {r.to_json()['p99_ms']} ms ({len(r.latencies_ms)} ok, {len(r.errors)} errors)")  # fmt: skip
+        if clients == 1:  # the same requests from httpx, the client of runs before 2026-12-07 (information)
+            r = await _load(base_url, [[small] * (n + 2)], 30.0, warmup=2, client="httpx")
+            out["cached_2_httpx"] = {"1": r.to_json()}
+            log(f"facade: 2-code cached, 1 client, httpx: p50 {r.to_json()['p50_ms']} ms")
     qr = items("qr", source)
     # the facade's first big batches are slow (seconds: start-up costs on that path); they are
     # reported apart, and each client sends 2 unmeasured requests first, as for the cached batch
