@@ -87,58 +87,80 @@ def _chunks(workload: str, source: DataSource, chunk: int) -> Any:
         yield spec_dicts(take(it, chunk))
 
 
+class RenderLimit:
+    """The limit's process pool, open until ``close()``: part 1 measures every workload with it; part 2
+    measures the mixed workload again right before and right after its all-miss phase, so that the ratio
+    compares two figures taken under the same machine conditions (on a shared machine the speed of the
+    same code moved by up to 40 % within a minute, BENCHMARKS.md)."""
+
+    def __init__(self, processes: int | None = None, chunk_seconds: float = 0.04) -> None:
+        self.processes = processes or os.cpu_count() or 1
+        self.chunk_seconds = chunk_seconds
+        self.source = DataSource()
+        self.chunk_sizes: dict[str, int] = {}
+        self._gens: dict[str, Any] = {}
+        self._rates: dict[str, float] = {}
+        self.pool = ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"), initializer=_warm)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def calibrate(self, workloads: tuple[str, ...]) -> None:
+        """Every process started and every encoder touched; one chunk of 20 per process and workload gives
+        the per-process rate that sizes the chunks (5..100 items, ~``chunk_seconds`` each)."""
+        for w in workloads:
+            probe = _chunks(w, self.source, 20)
+            t0 = time.perf_counter()
+            list(self.pool.map(_render_count, [next(probe) for _ in range(self.processes)]))
+            per_proc = 20 / max(1e-6, time.perf_counter() - t0)
+            self.chunk_sizes[w] = max(5, min(100, round(per_proc * self.chunk_seconds)))
+            self._gens[w] = _chunks(w, self.source, self.chunk_sizes[w])
+            self._rates[w] = self.chunk_sizes[w] / self.chunk_seconds * self.processes
+
+    def round(self, w: str, seconds: float, into: LimitResult) -> None:
+        """One timed slice of workload ``w``, added to ``into``."""
+        if w not in self.chunk_sizes:
+            self.calibrate((w,))
+        # spec preparation stays outside the clock: pre-build what the slice should consume
+        # (1.5 x the last known rate; the generator takes over only if that was short)
+        n_chunks = int(self._rates[w] * seconds * 1.5 / self.chunk_sizes[w]) + 4 * self.processes
+        prepared = [next(self._gens[w]) for _ in range(n_chunks)]
+
+        def feed() -> Any:
+            yield from prepared
+            while True:
+                yield next(self._gens[w])
+
+        cpu0 = _pool_cpu(self.pool)
+        ok, failed, secs = _run_slice(self.pool, feed(), seconds, 2 * self.processes)
+        into.cpu_s += _pool_cpu(self.pool) - cpu0
+        into.codes += ok
+        into.failed += failed
+        into.seconds += secs
+        into.rounds.append(ok / secs if secs else 0.0)
+        self._rates[w] = into.rounds[-1] or self._rates[w]
+
+
 def measure_limit(
+    limit: RenderLimit,
     *,
     seconds_per_workload: float,
     rounds: int = 3,
-    chunk_seconds: float = 0.04,
-    processes: int | None = None,
     workloads: tuple[str, ...] = WORKLOADS,
     log: Any = print,
 ) -> dict[str, Any]:
-    """codes/s per workload; chunks are sized to take ~``chunk_seconds`` each (5..100 items), so the
-    pool's IPC is amortised and the tail after each slice's deadline stays short."""
-    processes = processes or os.cpu_count() or 1
-    source = DataSource()
+    """codes/s per workload, in ``rounds`` interleaved rounds."""
     results = {w: LimitResult(w) for w in workloads}
-    chunk_sizes: dict[str, int] = {}
-    with ProcessPoolExecutor(processes, mp_context=get_context("spawn"), initializer=_warm) as pool:
-        # warm-up and calibration: every process started and every encoder touched; one chunk of 20
-        # per process and workload gives the per-process rate that sizes the chunks
+    limit.calibrate(workloads)
+    slice_s = seconds_per_workload / rounds
+    for r in range(rounds):
         for w in workloads:
-            probe = _chunks(w, source, 20)
-            t0 = time.perf_counter()
-            list(pool.map(_render_count, [next(probe) for _ in range(processes)]))
-            per_proc = 20 / max(1e-6, time.perf_counter() - t0)
-            chunk_sizes[w] = max(5, min(100, round(per_proc * chunk_seconds)))
-        gens = {w: _chunks(w, source, chunk_sizes[w]) for w in workloads}
-        slice_s = seconds_per_workload / rounds
-        for r in range(rounds):
-            for w in workloads:
-                # spec preparation stays outside the clock: pre-build what the slice should consume
-                # (first round: from the calibration; then 1.5 x the previous round's rate)
-                prev = results[w].rounds[-1] if results[w].rounds else chunk_sizes[w] / chunk_seconds * processes
-                n_chunks = int(prev * slice_s * 1.5 / chunk_sizes[w]) + 4 * processes
-                prepared = [next(gens[w]) for _ in range(n_chunks)]
-
-                def feed(prepared: list[Any] = prepared, w: str = w) -> Any:
-                    yield from prepared
-                    while True:  # only if the estimate was short
-                        yield next(gens[w])
-
-                cpu0 = _pool_cpu(pool)
-                ok, failed, secs = _run_slice(pool, feed(), slice_s, 2 * processes)
-                res = results[w]
-                res.cpu_s += _pool_cpu(pool) - cpu0
-                res.codes += ok
-                res.failed += failed
-                res.seconds += secs
-                res.rounds.append(ok / secs if secs else 0.0)
-            log(f"limit: round {r + 1}/{rounds}: "
-                + ", ".join(f"{w} {results[w].rounds[-1]:,.0f}/s" for w in workloads))  # fmt: skip
+            limit.round(w, slice_s, results[w])
+        log(f"limit: round {r + 1}/{rounds}: "
+            + ", ".join(f"{w} {results[w].rounds[-1]:,.0f}/s" for w in workloads))  # fmt: skip
     out: dict[str, Any] = {
-        "processes": processes,
-        "chunk_items": chunk_sizes,
+        "processes": limit.processes,
+        "chunk_items": dict(limit.chunk_sizes),
         "seconds_per_workload": seconds_per_workload,
         "rounds": rounds,
         "spec_preparation": "normalize_item in the parent, outside the clock",

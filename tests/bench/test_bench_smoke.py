@@ -71,6 +71,10 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
     assert doc["e2e"]["all_miss"]["cached_share"] == 0.0
     assert doc["e2e"]["all_hit"]["cached_share"] == 1.0
     _positive(doc, "e2e", "ratio_to_limit_mixed")
+    _positive(doc, "e2e", "ratio_to_part1_limit_mixed")
+    around = doc["e2e"]["limit_around_all_miss"]  # the limit again, right before and right after all_miss
+    assert len(around["rounds_codes_per_s"]) == 2 and all(r > 0 for r in around["rounds_codes_per_s"])
+    assert around["failed"] == 0 and around["idle_pipeline_cores"] >= 0
     _positive(doc, "e2e", "anatomy_2_code_cached", "median_ms", "total")
 
     # 3. the facade: both batch kinds at 1 and 16 clients
@@ -81,6 +85,8 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
             assert r["errors"] == 0, r
             for p in ("p50_ms", "p95_ms", "p99_ms"):
                 _positive(doc, "facade", kind, clients, p)
+    assert doc["facade"]["cached_2_httpx"]["1"]["errors"] == 0  # the same batch from httpx, for comparison
+    _positive(doc, "facade", "cached_2_httpx", "1", "p50_ms")
 
     # 4. memory
     for when in ("baseline", "after"):
