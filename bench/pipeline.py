@@ -268,7 +268,18 @@ async def run_pipeline_parts(
         if args.skip_facade:
             doc["facade"] = {"skipped": True, "reason": "--skip-facade"}
         else:
+            # the 100-QR target's limit, measured right before and right after this part (as for all_miss)
+            qr_around = LimitResult("qr")
+            qr_slice = cfg["limit_seconds"] / cfg["limit_rounds"]
+            await asyncio.to_thread(limit.round, "qr", qr_slice, qr_around)
             doc["facade"] = await run_facade(pipe, cfg, svc, doc, free_port(), args, workdir)
+            await asyncio.to_thread(limit.round, "qr", qr_slice, qr_around)
+            if qr_around.codes_per_s and not doc["facade"].get("skipped"):
+                doc["facade"]["limit_qr_around"] = {
+                    **qr_around.to_json(),
+                    "time_for_100_qr_ms": round(100 / qr_around.codes_per_s * 1000, 2),
+                    "rounds_time_for_100_qr_ms": [round(100 / r * 1000, 2) for r in qr_around.rounds if r],
+                }
     finally:
         if driver is not None:
             await driver.stop()

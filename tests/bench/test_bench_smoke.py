@@ -85,6 +85,8 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
             assert r["errors"] == 0, r
             for p in ("p50_ms", "p95_ms", "p99_ms"):
                 _positive(doc, "facade", kind, clients, p)
+    _positive(doc, "facade", "limit_qr_around", "time_for_100_qr_ms")  # the 100-QR target's limit
+    assert len(doc["facade"]["limit_qr_around"]["rounds_time_for_100_qr_ms"]) == 2
     assert doc["facade"]["cached_2_httpx"]["1"]["errors"] == 0  # the same batch from httpx, for comparison
     _positive(doc, "facade", "cached_2_httpx", "1", "p50_ms")
 
