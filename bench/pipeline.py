@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,26 +210,30 @@ async def run_pipeline_parts(
             if args.profile and args.profile_phase == name:
                 profile = [start_py_spy(r, pipe.procs[r].pid, args.profile, workdir) for r in ("worker", "sink")]
 
-        # (a) all unique: every item a miss; the limit (mixed) is measured again right before and right after,
-        # by part 1's pool, so that the ratio compares figures taken under the same conditions of the machine
-        around = LimitResult("mixed")
-        background: list[float] = []
+        async def limit_around(workload: str, part: Awaitable[Any]) -> tuple[LimitResult, dict[str, Any], Any]:
+            """One round of the limit (part 1's pool) right before and one right after ``part`` (a coroutine;
+            its result is returned last), so that a target compares figures taken under the same conditions
+            of the machine."""
+            around, idle = LimitResult(workload), []
 
-        async def limit_round() -> None:
-            meter = CpuMeter(svc).start()
-            await asyncio.to_thread(limit.round, "mixed", cfg["limit_seconds"] / cfg["limit_rounds"], around)
-            roles = meter.stop()["cores_by_role"]  # the idle pipeline meanwhile (its consumers poll)
-            background.append(sum(roles.get(r, 0.0) for r in ("worker", "worker pool", "sink", "kafka+redis")))
+            async def one_round() -> None:
+                meter = CpuMeter(svc).start()
+                await asyncio.to_thread(limit.round, workload, cfg["limit_seconds"] / cfg["limit_rounds"], around)
+                roles = meter.stop()["cores_by_role"]  # the idle pipeline meanwhile (its consumers poll)
+                idle.append(sum(roles.get(r, 0.0) for r in ("worker", "worker pool", "sink", "kafka+redis")))
 
+            await one_round()
+            result = await part
+            await one_round()
+            return around, {**around.to_json(), "idle_pipeline_cores": round(sum(idle) / len(idle), 3)}, result
+
+        async def all_miss(batches: list[Any]) -> dict[str, Any]:
+            maybe_profile("all_miss")
+            return await phase("all_miss", batches)
+
+        # (a) all unique: every item a miss, with the limit (mixed) measured around it
         miss = unique_batches(driver, source, "mixed", cfg["miss_batches"])
-        await limit_round()
-        maybe_profile("all_miss")
-        await phase("all_miss", miss)
-        await limit_round()
-        e2e["limit_around_all_miss"] = {
-            **around.to_json(),
-            "idle_pipeline_cores": round(sum(background) / len(background), 3),
-        }
+        around, e2e["limit_around_all_miss"], _ = await limit_around("mixed", all_miss(miss))
         # (b) a hot set rendered once, then batches drawn from it: every item a hit
         hot = take(items("mixed", source), cfg["hot_items"])
         await phase("cache_warmup", [driver.prepare(hot[i : i + 100]) for i in range(0, len(hot), 100)])
@@ -268,15 +273,12 @@ async def run_pipeline_parts(
         if args.skip_facade:
             doc["facade"] = {"skipped": True, "reason": "--skip-facade"}
         else:
-            # the 100-QR target's limit, measured right before and right after this part (as for all_miss)
-            qr_around = LimitResult("qr")
-            qr_slice = cfg["limit_seconds"] / cfg["limit_rounds"]
-            await asyncio.to_thread(limit.round, "qr", qr_slice, qr_around)
-            doc["facade"] = await run_facade(pipe, cfg, svc, doc, free_port(), args, workdir)
-            await asyncio.to_thread(limit.round, "qr", qr_slice, qr_around)
+            # the 100-QR target's limit, measured around this part (as for all_miss)
+            facade = run_facade(pipe, cfg, svc, doc, free_port(), args, workdir)
+            qr_around, qr_doc, doc["facade"] = await limit_around("qr", facade)
             if qr_around.codes_per_s and not doc["facade"].get("skipped"):
                 doc["facade"]["limit_qr_around"] = {
-                    **qr_around.to_json(),
+                    **qr_doc,
                     "time_for_100_qr_ms": round(100 / qr_around.codes_per_s * 1000, 2),
                     "rounds_time_for_100_qr_ms": [round(100 / r * 1000, 2) for r in qr_around.rounds if r],
                 }
