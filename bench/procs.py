@@ -165,18 +165,9 @@ def rss(pid: int) -> dict[str, Any]:
 
 async def delete_topics(settings: Settings) -> list[str]:
     """Remove this run's topics (ours and the Faust apps' internal ones)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from stream_app.topics import delete_prefixed
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics()
-                 if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id + "-")]  # fmt: skip
-        if names:
-            await admin.delete_topics(names)
-        return names
-    finally:
-        await admin.close()
+    return await delete_prefixed(settings.kafka_bootstrap_servers, (settings.topic_prefix, f"{settings.app_id}-"))
 
 
 async def topic_message_counts(settings: Settings) -> dict[str, int]:

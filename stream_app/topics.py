@@ -1,9 +1,11 @@
-"""Explicit topic creation: partitions and configs are decided here, not by broker defaults."""
+"""Explicit topic creation: partitions and configs are decided here, not by broker defaults. Also the
+deletion of private topics by name prefix (the benchmark's runs, the test sessions)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -73,5 +75,21 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[st
         await asyncio.sleep(LEADERSHIP_SETTLE_S)
         log.info("created topics: %s", ", ".join(names))
         return [s.name for s in wanted]
+    finally:
+        await admin.close()
+
+
+async def delete_prefixed(bootstrap: str, prefixes: Iterable[str], timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes``; returns the names deleted."""
+    wanted = tuple(p for p in prefixes if p)
+    if not wanted:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(wanted))
+        if names:
+            await asyncio.wait_for(admin.delete_topics(names, timeout_ms=int(timeout * 1000)), timeout)
+        return names
     finally:
         await admin.close()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-
-from aiokafka.admin import AIOKafkaAdminClient
 
 from barcodeflow.settings import Settings
+from stream_app.topics import delete_prefixed
+
+__all__ = ["delete_prefixed", "delete_recorded", "private", "recorded"]
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +31,6 @@ def private(settings: Settings) -> Settings:
 
 def recorded() -> frozenset[str]:
     return frozenset(_PREFIXES)
-
-
-async def delete_prefixed(bootstrap: str, prefixes: Iterable[str], timeout: float = 30.0) -> list[str]:
-    """Delete every topic whose name starts with one of ``prefixes``; returns the names deleted."""
-    wanted = tuple(p for p in prefixes if p)
-    if not wanted:
-        return []
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        names = sorted(t for t in await admin.list_topics() if t.startswith(wanted))
-        if names:
-            await asyncio.wait_for(admin.delete_topics(names, timeout_ms=int(timeout * 1000)), timeout)
-        return names
-    finally:
-        await admin.close()
 
 
 def delete_recorded(bootstrap: str) -> None:
