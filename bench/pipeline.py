@@ -55,6 +55,7 @@ FULL: dict[str, Any] = {
     "hit_batches": 300,
     "memory_codes": 100_000,
     "anatomy_batches": 50,
+    "facade_warmup": 3_000,
     "facade_cached": {1: 300, 16: 25},
     "facade_qr": {1: 20, 16: 3},
 }
@@ -67,6 +68,7 @@ SMOKE: dict[str, Any] = {
     "hit_batches": 4,
     "memory_codes": 1_000,
     "anatomy_batches": 5,
+    "facade_warmup": 20,
     "facade_cached": {1: 10, 16: 2},
     "facade_qr": {1: 2, 16: 1},
 }
@@ -314,7 +316,8 @@ async def run_facade(
     meter = CpuMeter(svc).start()
     memory: dict[str, Any] = {"at_ready_mb": rss(proc.pid)["main_mb"]}
     try:
-        out = await measure_facade(base, cached_requests=cfg["facade_cached"], qr_requests=cfg["facade_qr"], log=log,
+        out = await measure_facade(base, cached_requests=cfg["facade_cached"], qr_requests=cfg["facade_qr"],
+                                   warmup_requests=cfg["facade_warmup"], log=log,
                                    on_warm=lambda: memory.update(baseline_mb=rss(proc.pid)["main_mb"]))  # fmt: skip
         await asyncio.sleep(1.0)  # as for the worker: RSS once the burst is over
         memory["after_mb"] = rss(proc.pid)["main_mb"]

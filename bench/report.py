@@ -137,6 +137,11 @@ def table(doc: dict[str, Any]) -> str:
                 lines.append(_row((label, 18), (clients, 8), (r["ok"], 6), (r["errors"], 5), (_n(r["p50_ms"], 1), 9),
                                   (_n(r["p95_ms"], 1), 9), (_n(r["p99_ms"], 1), 9),
                                   (_n(r["requests_per_s"], 1), 8)))  # fmt: skip
+        wu = fac.get("cached_2_warmup") or {}
+        if wu.get("p50_ms_by_window"):
+            p50s = ", ".join(_n(x, 1) for x in wu["p50_ms_by_window"])
+            lines.append(f"   before the 2-code rows, untimed: {_n(wu['requests'])} 2-code requests from 1 client "
+                         f"(broker warm-up), p50 per {wu['window']}: {p50s} ms")  # fmt: skip
         qa = fac.get("limit_qr_around") or {}
         if qa:
             times = " / ".join(_n(t, 1) for t in qa.get("rounds_time_for_100_qr_ms", []))

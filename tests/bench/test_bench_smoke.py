@@ -89,6 +89,9 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
     assert len(doc["facade"]["limit_qr_around"]["rounds_time_for_100_qr_ms"]) == 2
     assert doc["facade"]["cached_2_httpx"]["1"]["errors"] == 0  # the same batch from httpx, for comparison
     _positive(doc, "facade", "cached_2_httpx", "1", "p50_ms")
+    warm = doc["facade"]["cached_2_warmup"]  # the untimed warm-up before the 2-code rows, window by window
+    assert warm["requests"] == 20 and warm["errors"] == 0, warm
+    assert len(warm["p50_ms_by_window"]) == 1 and warm["p50_ms_by_window"][0] > 0
 
     # 4. memory
     for when in ("baseline", "after"):
