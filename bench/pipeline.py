@@ -55,6 +55,7 @@ FULL: dict[str, Any] = {
     "hit_batches": 300,
     "memory_codes": 100_000,
     "anatomy_batches": 50,
+    "broker_warmup_batches": 10_000,
     "facade_warmup": 3_000,
     "facade_cached": {1: 300, 16: 25},
     "facade_qr": {1: 20, 16: 3},
@@ -68,6 +69,7 @@ SMOKE: dict[str, Any] = {
     "hit_batches": 4,
     "memory_codes": 1_000,
     "anatomy_batches": 5,
+    "broker_warmup_batches": 10,
     "facade_warmup": 20,
     "facade_cached": {1: 10, 16: 2},
     "facade_qr": {1: 2, 16: 1},
@@ -136,6 +138,11 @@ async def run_pipeline_parts(
         # warm-up: both pool processes busy, every code path taken once; then the memory baseline
         await driver.run("warmup", unique_batches(driver, source, "mixed", max(4, cfg["inflight"] // 4)),
                          cfg["inflight"])  # fmt: skip
+        small = [
+            {"barcode_type": "qr", "data": source.data("qr"), "format": "svg"},
+            {"barcode_type": "ean13", "data": source.data("ean13"), "format": "svg"},
+        ]
+        e2e["broker_warmup"] = await warm_broker(driver, svc, small, cfg["broker_warmup_batches"], cfg["inflight"])
         await asyncio.sleep(1.0)
         memory["baseline"] = rss(worker.pid)
         memory["sink_baseline"] = rss(pipe.procs["sink"].pid)
@@ -193,10 +200,6 @@ async def run_pipeline_parts(
         # latency anatomy of a small cached batch, one at a time (hop by hop from record timestamps)
         from bench.anatomy import hop_latency
 
-        small = [
-            {"barcode_type": "qr", "data": source.data("qr"), "format": "svg"},
-            {"barcode_type": "ean13", "data": source.data("ean13"), "format": "svg"},
-        ]
         anatomy = await hop_latency(driver, settings, lambda: small, cfg["anatomy_batches"], warm_first=True)
         e2e["anatomy_2_code_cached"] = anatomy
         log(f"anatomy, 2-code cached, 1 at a time (median ms): {anatomy['median_ms']}")
@@ -336,6 +339,32 @@ async def run_facade(
     p50 = out["uncached_qr_100"].get("1", {}).get("p50_ms")
     if lim and p50:
         out["qr_100_p50_over_limit"] = round(p50 / lim, 3)
+    return out
+
+
+async def warm_broker(
+    driver: Any, svc: list[int], small: list[dict[str, Any]], batches: int, inflight: int, slices: int = 5
+) -> dict[str, Any]:
+    """Small cached batches through the whole pipeline, untimed, before anything is measured: a broker started
+    minutes before runs its per-request code (produce, fetch, commit) in the JVM's interpreter and C1 code for its
+    first tens of thousands of requests. Part 2's big batches make few requests: a soak of 242,400 unique codes
+    left a fresh broker at twice its warm CPU per code, and a fresh broker's all_miss ran at 43-48 % of the limit,
+    one warmed by earlier runs at 53-64 % (BENCHMARKS.md). Small batches make many. The broker's CPU per batch is kept
+    slice by slice (it falls as its code is compiled)."""
+    per = max(1, batches // slices)
+    out: dict[str, Any] = {"batches": 0, "seconds": 0.0, "kafka_cpu_ms_per_batch_by_slice": []}
+    for _ in range(slices):
+        meter = CpuMeter(svc).start()
+        res = await driver.run("broker_warmup", [driver.prepare(small) for _ in range(per)], inflight)
+        cpu = meter.stop()
+        if res.errors:
+            raise RuntimeError(f"broker warm-up: {len(res.errors)} batches failed, e.g. {res.errors[0]}")
+        out["batches"] += res.batches
+        out["seconds"] = round(out["seconds"] + res.seconds, 2)
+        kafka = cpu["cores_by_service"].get("kafka", 0.0) * cpu["wall_s"]
+        out["kafka_cpu_ms_per_batch_by_slice"].append(round(1000 * kafka / max(1, res.batches), 3))
+    log(f"broker warm-up: {out['batches']:,} 2-code batches in {out['seconds']:.1f} s, Kafka CPU ms per batch by "
+        f"slice: {out['kafka_cpu_ms_per_batch_by_slice']}")  # fmt: skip
     return out
 
 

@@ -110,6 +110,11 @@ def table(doc: dict[str, Any]) -> str:
                      f"(pool {_n(around.get('pool_cpu_ms_per_code'), 3)} CPU ms/code; the idle pipeline used "
                      f"{_n(around.get('idle_pipeline_cores'), 2)} cores meanwhile); all_miss against part 1's "
                      f"limit: {_n(e2e.get('ratio_to_part1_limit_mixed'), 2)}")  # fmt: skip
+    bw = e2e.get("broker_warmup") or {}
+    if bw.get("batches"):
+        slices = ", ".join(_n(x, 2) for x in bw["kafka_cpu_ms_per_batch_by_slice"])
+        lines.append(f"   first of all, untimed: {_n(bw['batches'])} 2-code batches warm the broker "
+                     f"({_n(bw['seconds'], 1)} s; Kafka CPU ms per batch, slice by slice: {slices})")  # fmt: skip
     soak = e2e.get("soak_before") or {}
     if soak:
         s_cpu, m_cpu = soak["cpu_ms_per_code"], _get(e2e, "all_miss", "cpu_ms_per_code") or {}

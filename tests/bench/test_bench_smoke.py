@@ -76,6 +76,8 @@ def test_bench_smoke_writes_every_section(stack_settings: Settings, tmp_path: Pa
     assert len(around["rounds_codes_per_s"]) == 2 and all(r > 0 for r in around["rounds_codes_per_s"])
     assert around["failed"] == 0 and around["idle_pipeline_cores"] >= 0
     _positive(doc, "e2e", "anatomy_2_code_cached", "median_ms", "total")
+    bw = doc["e2e"]["broker_warmup"]  # small batches before anything is measured, the broker's CPU slice by slice
+    assert bw["batches"] == 10 and len(bw["kafka_cpu_ms_per_batch_by_slice"]) == 5, bw
 
     # 3. the facade: both batch kinds at 1 and 16 clients
     assert not doc["facade"].get("skipped"), doc["facade"]
