@@ -207,8 +207,9 @@ async def measure_facade(
     out: dict[str, Any] = {"first_2_code_ms": round(first.latencies_ms[0], 1), "cached_2": {}, "uncached_qr_100": {}}
     if warmup_requests:
         # a broker started minutes ago handles its first tens of thousands of small requests in the JVM's
-        # interpreter and C1 code: the 1-client p50 falls by ~1/3 over the first few thousand requests and then
-        # holds. The target is the steady state; the warm-up's own p50s, window by window, are kept beside it.
+        # interpreter and C1 code: in the first run after a restart, the 1-client p50 fell by 17-44 % over these
+        # requests (BENCHMARKS.md). The target is the steady state; the warm-up's own p50s, window by window, are
+        # kept beside it.
         w = await _load(base_url, [[small] * warmup_requests], 30.0)
         lat = w.latencies_ms
         out["cached_2_warmup"] = {

@@ -348,9 +348,9 @@ async def warm_broker(
     """Small cached batches through the whole pipeline, untimed, before anything is measured: a broker started
     minutes before runs its per-request code (produce, fetch, commit) in the JVM's interpreter and C1 code for its
     first tens of thousands of requests. Part 2's big batches make few requests: a soak of 242,400 unique codes
-    left a fresh broker at twice its warm CPU per code, and a fresh broker's all_miss ran at 43-48 % of the limit,
-    one warmed by earlier runs at 53-64 % (BENCHMARKS.md). Small batches make many. The broker's CPU per batch is kept
-    slice by slice (it falls as its code is compiled)."""
+    left a fresh broker at twice its warm CPU per code, and the first run after a broker restart had all_miss at
+    43-48 % of the limit, later runs on the same broker 47-64 % (BENCHMARKS.md). Small batches make many. The
+    broker's CPU per batch is kept slice by slice (it falls as its code is compiled)."""
     per = max(1, batches // slices)
     out: dict[str, Any] = {"batches": 0, "seconds": 0.0, "kafka_cpu_ms_per_batch_by_slice": []}
     for _ in range(slices):
