@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-topics", action="store_true", help="do not delete this run's topics at the end")
     p.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                    help="py-spy record worker (with its pool) and sink for this long from the start of "
-                        "--profile-phase, into <logs>/profile-*.txt (needs py-spy)")  # fmt: skip
+                        "--profile-phase, into <logs>/profile-*.txt (needs py-spy; samples holding the GIL "
+                        "only: Python's CPU, not a wait for a core)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -411,8 +412,12 @@ def start_py_spy(name: str, pid: int, seconds: float, workdir: Path) -> Any:
         log("py-spy not installed: no worker profile")
         return None
     out = workdir / f"profile-{name}.txt"
+    # --gil: only samples of a thread holding the GIL, i.e. running Python. On two saturated cores a thread
+    # that woke another process (a socket write, a pipe write) often waits for a CPU before it runs again;
+    # sampled without --gil, that wait counts as time in the write (18 % of the worker's main process in
+    # "socket writes", where `perf record -a` put 4.7 % of its CPU in the kernel, BENCHMARKS.md).
     cmd = [exe, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)),
-           "--format", "raw", "--rate", "50", "--nonblocking", "--output", str(out)]  # fmt: skip
+           "--format", "raw", "--rate", "100", "--gil", "--nonblocking", "--output", str(out)]  # fmt: skip
     log(f"py-spy: {' '.join(cmd)}")
     return (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out)  # noqa: S603
 
