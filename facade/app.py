@@ -92,7 +92,7 @@ def _kafka_components(
         make_listener,
         start_timeout=start,
         retry_interval=retry,
-        on_create=lambda inst: inst.add_callback(results.on_result),
+        on_create=lambda inst: inst.add_callback(results.on_result, with_headers=True),
     )
     return pub, lis
 

@@ -39,6 +39,7 @@ from facade.fastpath import cached_result
 from facade.guard import Principal, guard
 from producer.errors import KafkaUnavailable
 from schemas.errors import BatchValidationError
+from schemas.headers import owner_headers
 from schemas.models import BatchRequest, BatchResult
 from schemas.validate import parse_batch
 
@@ -71,15 +72,16 @@ def validate_batch(doc: Any, max_batch_size: int) -> BatchRequest:
     return parse_batch(doc, max_batch_size=max_batch_size)
 
 
-async def _publish(producer: Any, batch: BatchRequest, timeout: float, metrics: Any) -> None:
-    """Publish and wait for the broker's ack, or answer 503.
+async def _publish(producer: Any, batch: BatchRequest, owner: str, timeout: float, metrics: Any) -> None:
+    """Publish on behalf of ``owner`` (its ``x-owner`` header: the result comes back with it, and is
+    stored for that key only) and wait for the broker's ack, or answer 503.
 
     The 503 cannot promise that nothing happens: a record that missed the deadline can still sit in
     the producer's buffer and be delivered when the broker is back. So the ownership claim is kept
     and the answer names the ``batch_id`` and its ``Location``: poll it, or retry with the same id.
     """
     try:
-        await asyncio.wait_for(producer.send(batch), timeout)
+        await asyncio.wait_for(producer.send(batch, headers=owner_headers(owner)), timeout)
     except (KafkaUnavailable, TimeoutError) as exc:
         metrics.batches.labels("unavailable").inc()
         reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
@@ -223,12 +225,12 @@ async def submit_batch(
         metrics.batches.labels("conflict").inc()
         await _drop(fast_task)
         raise
-    future = lst.expect(batch_id)
+    future = lst.expect(batch_id, principal.key_id)  # not another key's batch under the same id
     started = time.perf_counter()
     try:
         # published (and acknowledged) before answering, even when the cache has the answer:
         # every batch answered is on the record in barcode.requests
-        await _publish(publisher.instance, batch, settings.facade_publish_timeout_s, metrics)
+        await _publish(publisher.instance, batch, principal.key_id, settings.facade_publish_timeout_s, metrics)
         if ask_cache and fast_task is None:
             fast_task = _lookup(batch, state)
         fast = await fast_task if fast_task is not None else None

@@ -7,12 +7,15 @@
 * ``bf:result:{batch_id}`` = the BatchResult record of ``barcode.results`` (the sink's), its value
   bytes as they are, TTL ``result_ttl_s``. Every replica's ``ResultListener`` sees every result; its
   callback, named by the record key, enqueues the bytes (no replica decodes them) and a writer task
-  stores them *only if the owner key exists*, renewing the owner's TTL with it, so that the two end
-  together (one Lua script: idempotent, so N replicas writing the same result is harmless). Nothing
-  else writes results: an answer the facade made itself (from the render cache) is not stored; ``GET``
-  serves the sink's record once it is there. What this cannot cover: an owner key lost while its batch
-  is still in the pipeline (Redis's LRU evicting a key seconds old) frees the id for another key's
-  claim before the first result arrives, and that result would then be stored under the new owner.
+  stores them for the key that submitted the batch, renewing the owner's TTL with it, so that the two
+  end together (one Lua script: idempotent, so N replicas writing the same result is harmless). The
+  facade publishes each batch with an ``x-owner`` header (``schemas.headers``) that the pipeline copies
+  onto its result: such a result is stored only if the owner key names that owner, or is gone (lost to
+  Redis's LRU or its TTL while the batch was in the pipeline: it is set again); when another key has
+  claimed the id meanwhile, the result is not stored. A result without the header (a batch published
+  by another producer, or a facade older than the header) is stored only if an owner key exists.
+  Nothing else writes results: an answer the facade made itself (from the render cache) is not stored;
+  ``GET`` serves the sink's record once it is there.
 * A small byte-bounded in-process copy of this replica's own batches (owner + result) answers when
   Redis is down, so a caller of this replica can still poll a batch it submitted here.
 """
@@ -23,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,20 +36,27 @@ from barcodeflow.aio import cancel_and_wait
 from barcodeflow.redis import RedisGuard, RedisUnavailable
 from facade.errors import ApiError, FacadeCode
 from facade.metrics import Metrics
+from schemas.headers import owner_from
 
 log = logging.getLogger(__name__)
 
 OWNER_KEY = "bf:owner:{}"
 RESULT_KEY = "bf:result:{}"
 
-# the owner key is renewed with the result: the two end together, never the owner first
+# the owner key is renewed with the result: the two end together, never the owner first. ARGV[3] is the
+# result's x-owner ('' without one): the owner key must name it, or be gone and is set to it again
 _STORE_IF_OWNED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 1
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] ~= '' then
+  if current ~= false and current ~= ARGV[3] then
+    return 0
+  end
+elseif current == false then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], current or ARGV[3], 'EX', ARGV[2])
+return 1
 """
 
 # a new claim removes a result left by a claim that lapsed (TTL or eviction of the owner key alone): an id
@@ -130,7 +141,7 @@ class ResultsStore:
         self.metrics = metrics
         self._owners = _LocalCache(ttl_s=self.ttl_s, max_items=100_000, max_bytes=1 << 62)
         self._results = _LocalCache(ttl_s=self.ttl_s, max_items=100_000, max_bytes=local_max_bytes)
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue(maxsize=queue_size)
         self._writer: asyncio.Task[None] | None = None
         self._store_script = redis.register_script(_STORE_IF_OWNED) if redis is not None else None
         self._claim_script = redis.register_script(_CLAIM) if redis is not None else None
@@ -207,16 +218,18 @@ class ResultsStore:
 
         return run
 
-    def on_result(self, batch_id: str, raw: bytes) -> None:
+    def on_result(self, batch_id: str, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         """``ResultListener`` callback: called for every result seen on ``barcode.results``, keyed by
-        the record key, with the record's value. The listener calls it before a waiting POST resumes,
-        so this replica's copy of its own batch is there when that POST answers (GET right after)."""
-        if batch_id in self._owners:
+        the record key, with the record's value and headers. The listener calls it before a waiting POST
+        resumes, so this replica's copy of its own batch is there when that POST answers (GET right after)."""
+        owner = owner_from(headers)
+        local_owner = self._owners.get(batch_id)
+        if local_owner is not None and owner in (None, local_owner):
             self._results.put(batch_id, raw, len(raw))
         if self.redis is None:
             return
         try:
-            self._queue.put_nowait((batch_id, raw))
+            self._queue.put_nowait((batch_id, raw, owner or ""))
         except asyncio.QueueFull:
             self.metrics.results_dropped.inc()
 
@@ -231,7 +244,7 @@ class ResultsStore:
                     break
             await self._write(batch)
 
-    async def _write(self, batch: list[tuple[str, bytes]]) -> None:
+    async def _write(self, batch: list[tuple[str, bytes, str]]) -> None:
         script, redis = self._store_script, self.redis
         assert redis is not None and script is not None  # noqa: S101
 
@@ -239,9 +252,9 @@ class ResultsStore:
         # in a round trip of its own, at every execution
         async def write() -> list[Any]:
             async with redis.pipeline(transaction=False) as pipe:
-                for batch_id, raw in batch:
+                for batch_id, raw, owner in batch:
                     keys = (OWNER_KEY.format(batch_id), RESULT_KEY.format(batch_id))
-                    pipe.evalsha(script.sha, 2, *keys, raw, self.ttl_s)
+                    pipe.evalsha(script.sha, 2, *keys, raw, self.ttl_s, owner)
                 return list(await pipe.execute())
 
         async def run() -> list[Any]:

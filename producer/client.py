@@ -71,18 +71,28 @@ class BatchProducer:
             return batch
         return parse_batch(batch, max_batch_size=self.settings.max_batch_size)
 
-    async def send(self, batch: BatchRequest | Mapping[str, Any]) -> str:
-        """Publish one batch (see ``prepare``), encoded once; returns its ``batch_id``."""
+    async def send(
+        self, batch: BatchRequest | Mapping[str, Any], *, headers: list[tuple[str, bytes]] | None = None
+    ) -> str:
+        """Publish one batch (see ``prepare``), encoded once; returns its ``batch_id``. ``headers`` go on
+        the record as they are (the facade's ``x-owner``, ``schemas.headers``)."""
         req = self.prepare(batch)
         assert req.batch_id is not None  # noqa: S101 - prepare assigns one
-        await self.send_raw(encode_request(req), key=req.batch_id.encode())
+        await self.send_raw(encode_request(req), key=req.batch_id.encode(), headers=headers)
         return req.batch_id
 
-    async def send_raw(self, value: bytes, *, key: bytes | None = None, topic: str | None = None) -> None:
+    async def send_raw(
+        self,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        topic: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Publish bytes as they are (used by replay, tests and non-validating tools)."""
         try:
             await asyncio.wait_for(
-                self._producer.send_and_wait(topic or self.settings.topics.requests, value, key=key),
+                self._producer.send_and_wait(topic or self.settings.topics.requests, value, key=key, headers=headers),
                 self.send_timeout,
             )
         except (TimeoutError, KafkaError, OSError) as exc:

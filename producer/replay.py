@@ -31,6 +31,7 @@ from barcodeflow.settings import Settings
 from producer.client import BatchProducer
 from producer.errors import KafkaUnavailable
 from schemas.errors import BarcodeflowError
+from schemas.headers import owner_from, owner_headers
 
 # skip reasons (keys of ReplayReport.skipped)
 NOT_JSON = "not_json"
@@ -308,7 +309,10 @@ async def _one(producer: BatchProducer | None, rec: Any, report: ReplayReport) -
     was_replay = doc.get("replay") is not None
     value = build_replay_value(doc, partition=rec.partition, offset=rec.offset, no_cache=report.no_cache)
     if producer is not None:
-        await producer.send_raw(orjson.dumps(value), key=rec.key, topic=report.topic)
+        # the owner (``x-owner``) stays the batch's: its result is stored for that key, not for a key that
+        # claimed the same batch_id since
+        headers = owner_headers(owner_from(getattr(rec, "headers", None)))
+        await producer.send_raw(orjson.dumps(value), key=rec.key, topic=report.topic, headers=headers)
     report.republished += 1
     report.replays_of_replays += was_replay
     barcodes = doc.get("barcodes")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -23,12 +23,14 @@ from barcodeflow.aio import cancel_and_wait
 from barcodeflow.kafka import consumer_config, topic_partitions
 from barcodeflow.settings import Settings
 from producer.errors import KafkaUnavailable
+from schemas.headers import owner_from
 from schemas.validate import peek_batch_id
 
 log = logging.getLogger(__name__)
 
-ResultCallback = Callable[[str, bytes], Awaitable[None] | None]
-"""Called with ``(batch_id, value)`` for every result record, waited for or not."""
+ResultCallback = Callable[..., Awaitable[None] | None]
+"""Called with ``(batch_id, value)`` for every result record, waited for or not; registered with
+``with_headers=True``, with ``(batch_id, value, headers)``."""
 
 _LOG_EVERY = 1000  # repeated bad records: the first one and then every 1000th are logged
 
@@ -43,38 +45,41 @@ class ResultRouter:
     """
 
     def __init__(self) -> None:
-        self._waiters: dict[bytes, list[asyncio.Future[bytes]]] = {}
-        self._callbacks: list[ResultCallback] = []
+        self._waiters: dict[bytes, list[tuple[asyncio.Future[bytes], str | None]]] = {}  # (future, owner)
+        self._callbacks: list[tuple[ResultCallback, bool]] = []
         self.received = 0
         self.delivered = 0
         self.keyless = 0
         self.skipped = 0
 
-    def expect(self, batch_id: str) -> asyncio.Future[bytes]:
-        """A future for the next result of ``batch_id``: the record's value, as bytes."""
+    def expect(self, batch_id: str, owner: str | None = None) -> asyncio.Future[bytes]:
+        """A future for the next result of ``batch_id``: the record's value, as bytes. With ``owner``, a
+        result whose ``x-owner`` header names another owner is not this one (``schemas.headers``)."""
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(batch_id.encode(), []).append(fut)
+        self._waiters.setdefault(batch_id.encode(), []).append((fut, owner))
         return fut
 
     def forget(self, batch_id: str) -> None:
-        for fut in self._waiters.pop(batch_id.encode(), []):
+        for fut, _ in self._waiters.pop(batch_id.encode(), []):
             if not fut.done():
                 fut.cancel()
 
-    def add_callback(self, fn: ResultCallback) -> None:
-        self._callbacks.append(fn)
+    def add_callback(self, fn: ResultCallback, *, with_headers: bool = False) -> None:
+        """Call ``fn(batch_id, value)`` for every result record (``fn(batch_id, value, headers)`` with
+        ``with_headers``: the record's headers as ``(name, bytes)`` pairs)."""
+        self._callbacks.append((fn, with_headers))
 
     @property
     def waiting(self) -> int:
-        return sum(len(futs) for futs in self._waiters.values())
+        return sum(len(waiters) for waiters in self._waiters.values())
 
     def cancel_all(self) -> None:
-        for futs in self._waiters.values():
-            for fut in futs:
+        for waiters in self._waiters.values():
+            for fut, _ in waiters:
                 fut.cancel()
         self._waiters.clear()
 
-    async def route(self, key: bytes | None, value: bytes | None) -> None:
+    async def route(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         """Deliver one record of ``barcode.results``. Never raises for a bad record."""
         if value is None:  # a deletion marker of the compacted topic: no result
             return
@@ -85,7 +90,7 @@ class ResultRouter:
             key = self._key_from_value(value)
             if key is None:
                 return
-        futs = self._waiters.pop(key, None)
+        futs = self._take_waiters(key, headers)
         if futs:
             self.delivered += 1
             for fut in futs:
@@ -98,13 +103,32 @@ class ResultRouter:
         except UnicodeDecodeError:
             self._skip(f"whose key is not UTF-8: {key[:200]!r}")
             return
-        for cb in self._callbacks:
+        for cb, with_headers in self._callbacks:
             try:
-                res = cb(batch_id, value)
+                res = cb(batch_id, value, headers) if with_headers else cb(batch_id, value)
                 if asyncio.iscoroutine(res):
                     await res
             except Exception:  # a callback's bug must not stop result delivery to waiters
                 log.exception("result callback failed for batch %s", batch_id)
+
+    def _take_waiters(self, key: bytes, headers: Sequence[tuple[str, bytes]]) -> list[asyncio.Future[bytes]]:
+        """The waiters of ``key`` this record is for, removed; a waiter for another owner stays."""
+        waiters = self._waiters.get(key)
+        if not waiters:
+            return []
+        owner = owner_from(headers) if any(o is not None for _, o in waiters) else None
+        mine: list[asyncio.Future[bytes]] = []
+        rest: list[tuple[asyncio.Future[bytes], str | None]] = []
+        for fut, wanted in waiters:
+            if wanted is None or owner is None or wanted == owner:
+                mine.append(fut)
+            else:
+                rest.append((fut, wanted))
+        if rest:
+            self._waiters[key] = rest
+        else:
+            del self._waiters[key]
+        return mine
 
     def _key_from_value(self, value: bytes) -> bytes | None:
         self.keyless += 1
@@ -172,4 +196,4 @@ class ResultListener(ResultRouter):
                 continue
             for records in batches.values():
                 for rec in records:
-                    await self.route(rec.key, rec.value)
+                    await self.route(rec.key, rec.value, rec.headers or ())

@@ -18,6 +18,9 @@ re-submission with the same ``batch_id`` is a new one):
   request read again and planned otherwise): results merge by index, a chunk seen before is a duplicate.
 * ``{"kind": "rejected", "batch_id", "run", "problems", "replay"}`` — a batch rejected as a whole.
 
+An ``open`` or ``rejected`` record may also carry ``"owner"``, the request's ``x-owner`` header
+(``schemas.headers``); the run's BatchResult is emitted with that header.
+
 **Commit contract.** Per partition, the committed offset is the lowest offset of a record whose run is
 not emitted yet (the next offset to read when there is none): every record below it is reflected in
 results the broker acknowledged. Images live in memory only; a restarted sink rebuilds its runs by
@@ -35,6 +38,7 @@ from typing import Any
 import orjson
 
 from schemas.errors import ErrorCode
+from schemas.headers import valid_owner
 from schemas.results import assemble, rejected, timeout_item
 
 METADATA_PREFIX = "done1:"
@@ -57,6 +61,7 @@ class Run:
     results: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     pending: bool = False  # its result was handed out, the broker's ack is awaited
     done_at: int | None = None  # its result is acknowledged
+    owner: str | None = None  # the request's x-owner, from its open or rejected record
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Emission:
     batch_id: str
     result: dict[str, Any]
     timed_out: bool
+    owner: str | None = None  # the result record's x-owner header
 
 
 def encode_done(low: int, offsets: Iterable[int], limit: int = METADATA_LIMIT) -> tuple[str, int]:
@@ -201,6 +207,7 @@ class BatchAggregator:
         if run.done_at is not None or run.pending:
             self.stats["late"] += 1
             return []
+        run.owner = run.owner or valid_owner(record.get("owner"))
         if kind == "rejected":
             result = rejected(batch_id, list(record["problems"]), replay=record.get("replay"), code=record.get("code"))
             return [self._emit(rkey, run, result, timed_out=False)]
@@ -286,7 +293,7 @@ class BatchAggregator:
         run.pending = True
         run.results = {}
         self.stats["timed_out" if timed_out else "completed"] += 1
-        return Emission(rkey, run.batch_id, result, timed_out)
+        return Emission(rkey, run.batch_id, result, timed_out, run.owner)
 
     def emitted(self, emissions: Iterable[Emission], now_ms: int) -> None:
         """The broker acknowledged these results: their runs are done."""

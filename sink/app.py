@@ -36,6 +36,7 @@ from barcodeflow.kafka import (
 )
 from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
+from schemas.headers import owner_headers
 from sink.aggregate import BadRecord, BatchAggregator, Emission
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class Sink:
                     self.settings.topics.results,
                     orjson.dumps(e.result),
                     key=e.batch_id.encode(),
+                    headers=owner_headers(e.owner),
                     what=f"result of {e.batch_id}",
                 )
                 for e in emissions

@@ -35,6 +35,7 @@ from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from render.batch import Plan, answer_from_cache, complete_open, merge_parts, plan_batch
 from schemas.errors import BatchValidationError, ErrorCode
+from schemas.headers import owner_from
 from schemas.validate import parse_batch, peek_batch_id
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,15 @@ def dlq_headers(code: str, reason: str, topic: str, partition: int, offset: int)
         ("x-source-partition", str(partition).encode()),
         ("x-source-offset", str(offset).encode()),
     ]
+
+
+def with_owner(record: dict[str, Any], rec: Any) -> dict[str, Any]:
+    """``record`` (an ``open`` or ``rejected`` record) with the request's owner (its ``x-owner`` header), which
+    the sink sets on the batch's result."""
+    owner = owner_from(rec.headers)
+    if owner is not None:
+        record["owner"] = owner
+    return record
 
 
 class Intake:
@@ -163,7 +173,7 @@ class Intake:
                 problems = [{"loc": "", "message": f"internal error while processing the batch: {reason}"}]
                 record = {"kind": "rejected", "batch_id": batch_id, "run": f"{rec.partition}:{rec.offset}",
                           "problems": problems, "code": ErrorCode.INTERNAL.value}  # fmt: skip
-                await self.emit(batch_id, record)
+                await self.emit(batch_id, with_owner(record, rec))
         self.in_flight.finish(ticket)
         self._room.set()
 
@@ -178,12 +188,13 @@ class Intake:
             batch_id = peek_batch_id(raw)
             if batch_id is not None:
                 record = {"kind": "rejected", "batch_id": batch_id, "run": run, "problems": exc.problems}
-                await self.emit(batch_id, record)
+                await self.emit(batch_id, with_owner(record, rec))
             return
         s = self.settings
         plan = plan_batch(
             req, run=run, received_at_ms=now_ms(), timeout_s=s.batch_timeout_s, max_tasks=s.render_tasks_per_batch
         )
+        with_owner(plan.open, rec)
         await self.lookup(plan, include_metadata=req.options.include_metadata)
         if not plan.tasks:
             await self.emit(plan.batch_id, plan.open)

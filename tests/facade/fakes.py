@@ -10,7 +10,7 @@ listener after ``delay`` seconds; ``answers`` keeps the bytes of each, by batch_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -61,14 +61,14 @@ class FakeListener(ResultRouter):
         self.started = False
         self.cancel_all()
 
-    async def deliver(self, doc: dict[str, Any]) -> bytes:
+    async def deliver(self, doc: dict[str, Any], headers: Sequence[tuple[str, bytes]] = ()) -> bytes:
         """A result record keyed by ``doc["batch_id"]``, as the sink writes it; returns its bytes."""
         raw = orjson.dumps(doc)
-        await self.route(str(doc["batch_id"]).encode(), raw)
+        await self.route(str(doc["batch_id"]).encode(), raw, headers)
         return raw
 
-    async def deliver_raw(self, key: bytes | None, value: bytes) -> None:
-        await self.route(key, value)
+    async def deliver_raw(self, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        await self.route(key, value, headers)
 
 
 class FakePublisher:
@@ -88,6 +88,7 @@ class FakePublisher:
         self.delay = delay
         self.encode = encode
         self.sent: list[dict[str, Any]] = []
+        self.headers: list[list[tuple[str, bytes]] | None] = []  # of each send, in order
         self.answers: dict[str, bytes] = {}
         self.started = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,21 +101,24 @@ class FakePublisher:
         for t in list(self._tasks):
             t.cancel()
 
-    async def send(self, batch: BatchRequest | dict[str, Any]) -> str:
+    async def send(
+        self, batch: BatchRequest | dict[str, Any], *, headers: list[tuple[str, bytes]] | None = None
+    ) -> str:
         doc = batch.model_dump(mode="json") if isinstance(batch, BatchRequest) else dict(batch)
         if self.mode == "fail":
             raise KafkaUnavailable("fake: publishing failed")
         if self.mode == "hang":
             await asyncio.Event().wait()
         self.sent.append(doc)
-        if self.mode == "answer":
-            task = asyncio.create_task(self._answer(doc))
+        self.headers.append(headers)
+        if self.mode == "answer":  # the sink's result carries the request's x-owner header back
+            task = asyncio.create_task(self._answer(doc, headers or ()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return str(doc["batch_id"])
 
-    async def _answer(self, doc: dict[str, Any]) -> None:
+    async def _answer(self, doc: dict[str, Any], headers: Sequence[tuple[str, bytes]]) -> None:
         await asyncio.sleep(self.delay)
         raw = self.encode(result_for(doc))
         self.answers[str(doc["batch_id"])] = raw
-        await self.listener.deliver_raw(str(doc["batch_id"]).encode(), raw)
+        await self.listener.deliver_raw(str(doc["batch_id"]).encode(), raw, headers)

@@ -8,6 +8,7 @@ import uuid
 import orjson
 import pytest
 
+from facade.auth import key_id
 from tests.facade.conftest import Harness, MakeHarness, batch, redis_available, requires_redis
 from tests.facade.fakes import FakeListener, FakePublisher, result_for
 
@@ -101,6 +102,34 @@ def test_timeout_gives_202_and_the_result_comes_later(make_harness: MakeHarness)
         time.sleep(0.05)
     assert g.status_code == 200
     assert g.json() == doc
+
+
+def test_a_batch_is_published_with_its_owner_and_its_result_comes_back_with_it(harness: Harness) -> None:
+    r = harness.client.post("/v1/batches", json=batch(1), headers=harness.h())
+    assert r.status_code == 200, r.text
+    assert harness.publisher.headers == [[("x-owner", key_id(harness.key).encode())]]  # the key's id, not the key
+
+
+def test_a_waiting_post_is_not_answered_with_another_keys_result_of_its_id(make_harness: MakeHarness) -> None:
+    hx = make_harness(mode="drop")
+    bid = f"order-{uuid.uuid4().hex[:8]}"
+    others = orjson.dumps({**result_for({"batch_id": bid, "barcodes": [{"id": "x"}]}), "leak": True})
+    mine = orjson.dumps(result_for({"batch_id": bid, "barcodes": [{"id": "i0"}]}))
+
+    async def answer() -> None:
+        import asyncio
+
+        while not hx.publisher.sent:
+            await asyncio.sleep(0.01)
+        # a result of the same id for another key (whose claim lapsed before this one) comes first
+        await hx.listener.deliver_raw(bid.encode(), others, [("x-owner", key_id(hx.keys[1]).encode())])
+        await hx.listener.deliver_raw(bid.encode(), mine, [("x-owner", key_id(hx.key).encode())])
+
+    fut = hx.client.portal.start_task_soon(answer)
+    r = hx.client.post("/v1/batches?timeout=5", json=batch(1, batch_id=bid), headers=hx.h())
+    fut.result(5)
+    assert r.status_code == 200, r.text
+    assert r.content == mine
 
 
 def test_pipeline_rejected_batch_is_returned_with_200(make_harness: MakeHarness) -> None:

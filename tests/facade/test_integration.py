@@ -6,6 +6,7 @@ submitted to A can be polled on B, an image rendered by A is a cache hit on B.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import secrets
@@ -21,9 +22,11 @@ import httpx
 import pytest
 import schemathesis
 import zxingcpp
+from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
+from facade.auth import key_id
 from tests.facade.server import FacadeProcess
 
 pytestmark = pytest.mark.integration
@@ -105,6 +108,32 @@ def test_sync_submit_returns_the_result(a: httpx.Client) -> None:
     assert doc["success"] is False  # one item failed
     # the submitting replica answers GET with the same document
     assert a.get(f"/v1/batches/{doc['batch_id']}").json() == doc
+
+
+async def _result_headers(settings: Any, batch_id: str, timeout: float = 20) -> list[tuple[str, bytes]]:
+    """The headers of the first record of ``batch_id`` on ``barcode.results``."""
+    consumer = AIOKafkaConsumer(
+        settings.topics.results, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for rec in records:
+                    if rec.key == batch_id.encode():
+                        return list(rec.headers)
+        raise AssertionError(f"no result of {batch_id} on {settings.topics.results}")
+    finally:
+        await consumer.stop()
+
+
+def test_a_result_carries_the_owner_of_its_batch(a: httpx.Client, pipeline: Any) -> None:
+    r = a.post("/v1/batches", json=_batch())
+    assert r.status_code == 200, r.text
+    headers = asyncio.run(_result_headers(pipeline.settings, r.json()["batch_id"]))
+    # through the request, the worker's open record and the sink: the facade stores it for this key only
+    assert headers == [("x-owner", key_id(KEY_A).encode())]
 
 
 def test_async_202_then_get_200(a: httpx.Client) -> None:

@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 
 from barcodeflow.redis import RedisGuard
 from facade.metrics import Metrics
-from facade.results_store import OWNER_KEY, RESULT_KEY, ResultsStore
+from facade.results_store import OWNER_KEY, RESULT_KEY, Lookup, ResultsStore
+from schemas.headers import owner_headers
 from tests.facade.conftest import redis_url, requires_redis
 
 pytestmark = requires_redis
@@ -42,10 +43,13 @@ async def make_store(redis: aioredis.Redis) -> AsyncIterator[MakeStore]:
         await store.stop()
 
 
-async def stored(redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw: bytes) -> None:
-    """Hand ``raw`` to ``store`` as its listener would and wait until its writer has put it in Redis."""
+async def stored(
+    redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw: bytes, owner: str | None = None
+) -> None:
+    """Hand ``raw`` (with ``owner`` in its x-owner header) to ``store`` as its listener would and wait until
+    its writer has put it in Redis."""
     await store.start()
-    store.on_result(batch_id, raw)
+    store.on_result(batch_id, raw, owner_headers(owner) or ())
     for _ in range(200):
         if await redis.get(RESULT_KEY.format(batch_id)) == raw:
             return
@@ -124,3 +128,68 @@ async def test_a_result_is_stored_after_redis_lost_its_scripts(redis: aioredis.R
     await redis.script_flush()  # as after a restart of Redis
     await stored(redis, second, store, b'{"n": 2}')
     assert store.guard.failures == 0  # loaded again, not taken for an outage
+
+
+async def not_stored(redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw: bytes, owner: str) -> None:
+    """Hand ``raw`` to ``store`` with ``owner`` in its header, and a marker result after it (ids are written in
+    order): once the marker is in Redis, ``raw``'s write has been decided."""
+    marker = f"marker-{secrets.token_hex(6)}"
+    await store.claim(marker, "key-z")
+    store.on_result(batch_id, raw, owner_headers(owner) or ())
+    await stored(redis, marker, store, b'{"marker": 1}', owner="key-z")
+
+
+async def test_a_result_is_stored_for_its_owner_when_the_claim_was_lost_in_flight(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    store = make_store()
+    batch_id = f"order-{secrets.token_hex(6)}"
+    await store.claim(batch_id, "key-a")
+    await redis.delete(OWNER_KEY.format(batch_id))  # evicted (LRU) while the batch is in the pipeline
+    await stored(redis, batch_id, store, b'{"n": 1}', owner="key-a")
+    assert await redis.get(OWNER_KEY.format(batch_id)) == b"key-a"  # the claim is back, with the result's TTL
+    assert 0 < await redis.pttl(OWNER_KEY.format(batch_id)) <= 3600 * 1000
+    other = make_store()  # a replica that never saw the claim
+    assert (await other.lookup(batch_id, "key-a")).result == b'{"n": 1}'
+    assert (await other.lookup(batch_id, "key-b")).state == "unknown"
+
+
+async def test_a_result_never_lands_under_another_keys_claim_of_its_id(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    replica_a, replica_b = make_store(), make_store()
+    batch_id = f"order-{secrets.token_hex(6)}"
+    await replica_a.claim(batch_id, "key-a")
+    await redis.delete(OWNER_KEY.format(batch_id))  # key-a's claim lost while its batch is in the pipeline
+    await replica_b.claim(batch_id, "key-b")  # the id is free: key-b takes it
+    await not_stored(redis, batch_id, replica_b, b'{"secret": "of key-a"}', owner="key-a")
+    assert await redis.get(RESULT_KEY.format(batch_id)) is None
+    assert await redis.get(OWNER_KEY.format(batch_id)) == b"key-b"
+    assert (await replica_b.lookup(batch_id, "key-b")).state == "pending"  # not key-a's result
+    # key-b's own batch under that id comes back with its own header and is stored for key-b
+    await stored(redis, batch_id, replica_b, b'{"mine": "key-b"}', owner="key-b")
+    assert (await replica_b.lookup(batch_id, "key-b")).result == b'{"mine": "key-b"}'
+
+
+async def test_a_replicas_own_copy_is_kept_only_for_the_results_owner() -> None:
+    # without Redis, a replica answers from its own copy: what it keeps is what it would show
+    guard = RedisGuard(timeout=2.0, cooldown=0.5, what="test results store")
+    store = ResultsStore(None, guard, ttl_s=3600, metrics=Metrics())
+    batch_id = f"order-{secrets.token_hex(6)}"
+    await store.claim(batch_id, "key-b")
+    store.on_result(batch_id, b'{"of": "key-a"}', owner_headers("key-a") or ())
+    assert (await store.lookup(batch_id, "key-b")) == Lookup("pending")
+    store.on_result(batch_id, b'{"of": "key-b"}', owner_headers("key-b") or ())
+    assert (await store.lookup(batch_id, "key-b")) == Lookup("done", b'{"of": "key-b"}')
+
+
+async def test_a_result_without_an_owner_header_needs_an_existing_claim(
+    redis: aioredis.Redis, make_store: MakeStore
+) -> None:
+    store = make_store()
+    claimed, unclaimed = f"order-{secrets.token_hex(6)}", f"order-{secrets.token_hex(6)}"
+    await store.claim(claimed, "key-a")
+    store.on_result(unclaimed, b'{"from": "another producer"}')  # no header, no claim: not stored
+    await stored(redis, claimed, store, b'{"n": 1}')  # no header, claimed: stored (written after the first)
+    assert await redis.get(RESULT_KEY.format(unclaimed)) is None
+    assert await redis.get(OWNER_KEY.format(unclaimed)) is None

@@ -26,6 +26,7 @@ class Sent:
     ts: int
     partition: int = -1
     offset: int = -1
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _batch(batch_id: str | None, n: int = 1, **extra: Any) -> bytes:
@@ -43,7 +44,9 @@ async def _publish(settings: Settings, records: list[Sent]) -> None:
     await producer.start()
     try:
         for r in records:
-            md = await producer.send_and_wait(settings.topics.requests, r.value, key=r.key, timestamp_ms=r.ts)
+            md = await producer.send_and_wait(
+                settings.topics.requests, r.value, key=r.key, timestamp_ms=r.ts, headers=list(r.headers)
+            )
             r.partition, r.offset = md.partition, md.offset
     finally:
         await producer.stop()
@@ -86,7 +89,8 @@ async def history(topic_settings: Settings) -> tuple[Settings, int, dict[str, Se
     marker = {"replayed_at": 1.0, "source_partition": 0, "source_offset": 0}
     recs = {
         "a": Sent(b"a", _batch("a"), base),
-        "b": Sent(b"b", _batch("b", 2, options={"verify": True}), base + 10_000),
+        # submitted through a facade: its owner's header goes with the replay
+        "b": Sent(b"b", _batch("b", 2, options={"verify": True}), base + 10_000, headers=(("x-owner", b"key-b"),)),
         "junk": Sent(b"junk", b"\x00not json", base + 12_000),
         "list": Sent(b"list", b"[1, 2]", base + 13_000),
         "b-nokey": Sent(None, _batch("b", 3), base + 14_000),  # matched by its JSON batch_id
@@ -124,6 +128,7 @@ async def test_replay_time_range_marker_and_no_cache(history: tuple[Settings, in
         assert t0 - 1 <= doc["replay"]["replayed_at"] <= time.time() + 1
         req = parse_batch(doc)  # still a valid wire request, with a ReplayMarker
         assert req.replay is not None and req.options.no_cache
+        assert tuple(rec.headers) == orig.headers  # the owner's header, where there was one
     # "a" (before since) and "d" (at/after until) were not replayed
     assert {orjson.loads(r.value)["batch_id"] for r in new} == {"b", "c"}
 

@@ -109,6 +109,30 @@ async def test_a_failing_callback_does_not_stop_delivery(caplog: pytest.LogCaptu
     assert any("result callback failed for batch b" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_waiter_for_an_owner_is_not_handed_another_owners_result() -> None:
+    router = ResultRouter()
+    mine = router.expect("b", owner="key-b")
+    anyone = router.expect("b")
+    await router.route(b"b", b'{"of": "a"}', [("x-owner", b"key-a")])  # key-a's batch under the same id
+    assert anyone.result() == b'{"of": "a"}'
+    assert not mine.done() and router.waiting == 1
+    await router.route(b"b", b'{"of": "b"}', [("x-owner", b"key-b")])
+    assert mine.result() == b'{"of": "b"}' and router.waiting == 0
+    unmarked = router.expect("c", owner="key-b")
+    await router.route(b"c", b"{}")  # a result without the header (another producer's) is not told apart
+    assert unmarked.result() == b"{}"
+
+
+async def test_callbacks_asking_for_headers_get_them() -> None:
+    router = ResultRouter()
+    seen: list[tuple[Any, ...]] = []
+    router.add_callback(lambda bid, raw, headers: seen.append((bid, raw, headers)), with_headers=True)
+    router.add_callback(lambda bid, raw: seen.append((bid, raw)))
+    await router.route(b"b", b"{}", [("x-owner", b"key-a")])
+    await router.route(b"c", b"{}")
+    assert seen == [("b", b"{}", [("x-owner", b"key-a")]), ("b", b"{}"), ("c", b"{}", ()), ("c", b"{}")]
+
+
 async def test_a_key_that_is_not_utf8_is_skipped_for_callbacks(caplog: pytest.LogCaptureFixture) -> None:
     router = ResultRouter()
     seen: list[str] = []
@@ -215,6 +239,26 @@ async def test_listener_hands_over_the_records_bytes(
     assert (listener.received, listener.delivered, listener.keyless, listener.skipped) == (3, 2, 1, 0)
     (warning,) = warnings_of(caplog)  # the keyless record, not the unreadable one nobody waited for
     assert "without a key (batch keyless" in warning
+
+
+@pytest.mark.integration
+async def test_listener_hands_callbacks_the_records_headers(topic_settings: Settings) -> None:
+    s = topic_settings
+    listener = ResultListener(s, client_id=f"test-results-{uuid.uuid4().hex[:6]}")
+    seen: dict[str, Any] = {}
+    listener.add_callback(lambda bid, raw, headers: seen.setdefault(bid, list(headers)), with_headers=True)
+    await listener.start()
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        mine = listener.expect("owned", owner="key-a")
+        value = orjson.dumps(result_doc("owned"))
+        await producer.send_and_wait(s.topics.results, value, key=b"owned", headers=[("x-owner", b"key-a")])
+        assert await asyncio.wait_for(mine, 30) == value
+    finally:
+        await producer.stop()
+        await listener.stop()
+    assert seen == {"owned": [("x-owner", b"key-a")]}
 
 
 @pytest.mark.integration

@@ -201,6 +201,27 @@ def test_rejected_record_emits_the_problems(agg: BatchAggregator, feed: Feeder) 
     assert feed(rejected_rec()) == []  # redelivered: the same run, already answered
 
 
+def test_the_runs_owner_comes_from_its_open_record_whatever_the_order(feed: Feeder) -> None:
+    assert feed(part("0", [0, 1, 2])) == []  # the part first: it carries no owner
+    [e] = feed({**open_rec(), "owner": "key-a"})
+    assert e.owner == "key-a"
+    [timed] = Feeder(BatchAggregator(timeout_s=TIMEOUT_S))({**open_rec(total=0), "owner": "key-b"})
+    assert timed.owner == "key-b"
+
+
+def test_a_rejected_runs_owner_and_a_run_without_one(feed: Feeder) -> None:
+    [e] = feed({**rejected_rec(), "owner": "key-a"})
+    assert e.owner == "key-a"
+    [e] = feed(open_rec("b2", total=0))
+    assert e.owner is None
+
+
+@pytest.mark.parametrize("owner", [7, ["key-a"], "", "x" * 129, "line\nbreak"])
+def test_an_owner_the_facade_would_not_write_is_ignored(feed: Feeder, owner: Any) -> None:
+    [e] = feed({**open_rec(total=0), "owner": owner})
+    assert e.owner is None
+
+
 # -- deadlines --------------------------------------------------------------------------------------
 
 

@@ -202,6 +202,14 @@ async def test_written_results_are_the_aggregators_json(make_sink: Any) -> None:
     assert orjson.loads(sent.value)["summary"]["cached"] == 2
 
 
+async def test_a_result_carries_the_owner_of_its_request(make_sink: Any) -> None:
+    sink = make_sink()
+    recs = [{**open_rec("mine", total=1, cached=1), "owner": "key-a"}, open_rec("upstream", total=1, cached=1)]
+    await step(sink, batch(records(ITEMS, 0, recs)), 1000)
+    headers = {s.key: s.headers for s in sink.producer.on(SETTINGS.topics.results)}
+    assert headers == {b"mine": [("x-owner", b"key-a")], b"upstream": None}
+
+
 async def test_the_loop_trims_the_heap_once_a_burst_is_over(make_sink: Any) -> None:
     sink = make_sink()
     consumer: FakeConsumer = sink.consumer

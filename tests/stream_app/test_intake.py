@@ -204,6 +204,27 @@ async def test_valid_batch_becomes_open_then_one_part_keyed_by_batch_id() -> Non
     assert result["results"][2]["cached"] is True  # a duplicate of item 0, served from its render
 
 
+async def test_the_requests_owner_travels_in_its_open_record_to_the_results_header() -> None:
+    w = World()
+    owned = Record(TOPICS.requests, 0, 7, b"b1", orjson.dumps(request("b1", "a")), (("x-owner", b"key-a"),))
+    await w.intake.handle(owned)
+    opened, part = w.items()
+    assert opened["owner"] == "key-a" and "owner" not in part  # the run's owner: on its open record
+    agg = BatchAggregator(timeout_s=10)
+    [emission] = [e for off, r in enumerate([opened, part]) for e in agg.apply(0, off, r, 0)]
+    assert emission.owner == "key-a"
+    await w.intake.handle(rec(request("b2", "a"), offset=8))  # published without the header
+    assert "owner" not in w.items()[2]
+
+
+async def test_a_rejected_request_keeps_its_owner() -> None:
+    w = World()
+    bad = {"batch_id": "b9", "barcodes": "not a list"}
+    await w.intake.handle(Record(TOPICS.requests, 0, 3, b"b9", orjson.dumps(bad), (("x-owner", b"key-a"),)))
+    [rejected] = w.items()
+    assert (rejected["kind"], rejected["owner"]) == ("rejected", "key-a")
+
+
 async def test_a_batch_rendered_within_the_grace_is_one_open_record_with_every_item() -> None:
     w = World(grace=GUARD_S)
     req = request("b1", "a", "b", "a", "", max_concurrent=2)  # a twice, an invalid empty item

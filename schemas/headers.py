@@ -1,0 +1,39 @@
+"""Kafka record headers that are part of the wire contract.
+
+``x-owner`` names who submitted a batch: the facade sets it on the request to the key id of the API key
+that claimed the ``batch_id`` (the SHA-256 hex of the key, never the key). The worker carries it through
+its records to the sink, and the sink sets it on the batch's result. A facade stores a result only for
+that owner, so a result can never land under another key's claim of the same id, even when the claim
+itself was lost (evicted, expired) while the batch was in the pipeline. Requests published by upstream
+systems carry no owner, and neither do their results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+OWNER_HEADER = "x-owner"
+MAX_OWNER_CHARS = 128
+
+
+def owner_headers(owner: str | None) -> list[tuple[str, bytes]] | None:
+    """The headers of a record on behalf of ``owner`` (None when there is none)."""
+    return [(OWNER_HEADER, owner.encode())] if owner else None
+
+
+def valid_owner(value: object) -> str | None:
+    """``value`` when it is an owner as the facade writes one (printable ASCII, at most 128 characters)."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_OWNER_CHARS and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
+def owner_from(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    """The owner named by a record's headers; None when absent or not one a facade would write."""
+    for name, value in headers or ():
+        if name == OWNER_HEADER:
+            try:
+                return valid_owner(bytes(value).decode("ascii"))
+            except (UnicodeDecodeError, TypeError):
+                return None
+    return None
