@@ -2,8 +2,10 @@
 
 POST: read the body (at most ``max_body_bytes``, counted while streaming: 413), decode JSON (400),
 validate with ``parse_batch`` (422 ``invalid_batch`` listing every problem), claim ``bf:owner:{id}``,
-``listener.expect(id)``, publish (bounded by ``publish_timeout_s``: 503 ``kafka_unavailable``), then
-wait for the BatchResult up to ``?timeout=`` (default ``facade_wait_s``, at most 30 s):
+``listener.expect(id, key id)``, publish with the key's id in the ``x-owner`` header (bounded by
+``publish_timeout_s``: 503 ``kafka_unavailable``), then wait for the BatchResult up to ``?timeout=``
+(default ``facade_wait_s``, at most 30 s) — the result carries the header back, and a result of the same
+id carrying another key's is not this request's:
 
 * result in time: 200 with the BatchResult exactly as the pipeline produced it (the bytes of its
   record on ``barcode.results``, not decoded here). This includes batches the pipeline itself rejected
