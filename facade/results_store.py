@@ -10,12 +10,12 @@
   stores them for the key that submitted the batch, renewing the owner's TTL with it, so that the two
   end together (one Lua script: idempotent, so N replicas writing the same result is harmless). The
   facade publishes each batch with an ``x-owner`` header (``schemas.headers``) that the pipeline copies
-  onto its result: such a result is stored only if the owner key names that owner, or is gone (lost to
+  onto its result: a result is stored only if the owner key names that owner, or is gone (lost to
   Redis's LRU or its TTL while the batch was in the pipeline: it is set again); when another key has
-  claimed the id meanwhile, the result is not stored. A result without the header (a batch published
-  by another producer, or a facade older than the header) is stored only if an owner key exists.
-  Nothing else writes results: an answer the facade made itself (from the render cache) is not stored;
-  ``GET`` serves the sink's record once it is there.
+  claimed the id meanwhile, the result is not stored. A result without the header is no facade batch's
+  (an upstream system that published the same ``batch_id``): it is never stored. Nothing else writes
+  results: an answer the facade made itself (from the render cache) is not stored; ``GET`` serves the
+  sink's record once it is there.
 * A small byte-bounded in-process copy of this replica's own batches (owner + result) answers when
   Redis is down, so a caller of this replica can still poll a batch it submitted here.
 """
@@ -44,18 +44,14 @@ OWNER_KEY = "bf:owner:{}"
 RESULT_KEY = "bf:result:{}"
 
 # the owner key is renewed with the result: the two end together, never the owner first. ARGV[3] is the
-# result's x-owner ('' without one): the owner key must name it, or be gone and is set to it again
+# result's x-owner: the owner key must name it, or be gone and is set to it again
 _STORE_IF_OWNED = """
 local current = redis.call('GET', KEYS[1])
-if ARGV[3] ~= '' then
-  if current ~= false and current ~= ARGV[3] then
-    return 0
-  end
-elseif current == false then
+if current ~= false and current ~= ARGV[3] then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[1], current or ARGV[3], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
 return 1
 """
 
@@ -223,13 +219,14 @@ class ResultsStore:
         the record key, with the record's value and headers. The listener calls it before a waiting POST
         resumes, so this replica's copy of its own batch is there when that POST answers (GET right after)."""
         owner = owner_from(headers)
-        local_owner = self._owners.get(batch_id)
-        if local_owner is not None and owner in (None, local_owner):
+        if owner is None:  # not a batch a facade published: nobody's here
+            return
+        if self._owners.get(batch_id) == owner:
             self._results.put(batch_id, raw, len(raw))
         if self.redis is None:
             return
         try:
-            self._queue.put_nowait((batch_id, raw, owner or ""))
+            self._queue.put_nowait((batch_id, raw, owner))
         except asyncio.QueueFull:
             self.metrics.results_dropped.inc()
 

@@ -53,8 +53,9 @@ class ResultRouter:
         self.skipped = 0
 
     def expect(self, batch_id: str, owner: str | None = None) -> asyncio.Future[bytes]:
-        """A future for the next result of ``batch_id``: the record's value, as bytes. With ``owner``, a
-        result whose ``x-owner`` header names another owner is not this one (``schemas.headers``)."""
+        """A future for the next result of ``batch_id``: the record's value, as bytes. With ``owner``, only
+        a result whose ``x-owner`` header names that owner (``schemas.headers``): a result of the same id
+        without it, or with another, is another publisher's batch."""
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(batch_id.encode(), []).append((fut, owner))
         return fut
@@ -112,7 +113,8 @@ class ResultRouter:
                 log.exception("result callback failed for batch %s", batch_id)
 
     def _take_waiters(self, key: bytes, headers: Sequence[tuple[str, bytes]]) -> list[asyncio.Future[bytes]]:
-        """The waiters of ``key`` this record is for, removed; a waiter for another owner stays."""
+        """The waiters of ``key`` this record is for, removed; a waiter for an owner the record does not
+        name stays."""
         waiters = self._waiters.get(key)
         if not waiters:
             return []
@@ -120,7 +122,7 @@ class ResultRouter:
         mine: list[asyncio.Future[bytes]] = []
         rest: list[tuple[asyncio.Future[bytes], str | None]] = []
         for fut, wanted in waiters:
-            if wanted is None or owner is None or wanted == owner:
+            if wanted is None or wanted == owner:
                 mine.append(fut)
             else:
                 rest.append((fut, wanted))

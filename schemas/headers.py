@@ -5,7 +5,8 @@ that claimed the ``batch_id`` (the SHA-256 hex of the key, never the key). The w
 its records to the sink, and the sink sets it on the batch's result. A facade stores a result only for
 that owner, so a result can never land under another key's claim of the same id, even when the claim
 itself was lost (evicted, expired) while the batch was in the pipeline. Requests published by upstream
-systems carry no owner, and neither do their results.
+systems carry no owner, and neither do their results: a facade neither stores nor answers those, even
+under an id one of its clients chose too.
 """
 
 from __future__ import annotations

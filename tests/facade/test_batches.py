@@ -65,7 +65,7 @@ def test_answers_are_the_records_bytes(make_harness: MakeHarness) -> None:
     assert g.content == record
     # later records of the batch (a replay, a duplicate after a crash): GET serves the last one
     again = orjson.dumps({**orjson.loads(record), "replay": {"source_offset": 7}})
-    hx.client.portal.call(lis.deliver_raw, bid.encode(), again)
+    hx.client.portal.call(lis.deliver_raw, bid.encode(), again, pub.headers[0])  # with the request's x-owner
     assert hx.client.get(f"/v1/batches/{bid}", headers=hx.h()).content == again
 
 
@@ -95,7 +95,7 @@ def test_timeout_gives_202_and_the_result_comes_later(make_harness: MakeHarness)
     bid = r.json()["batch_id"]
     assert hx.client.get(f"/v1/batches/{bid}", headers=hx.h()).status_code == 202
     doc = result_for(hx.publisher.sent[0])
-    hx.client.portal.call(hx.listener.deliver, doc)  # the pipeline answers late
+    hx.client.portal.call(hx.listener.deliver, doc, hx.publisher.headers[0])  # the pipeline answers late
     deadline = time.monotonic() + 5
     while (g := hx.client.get(f"/v1/batches/{bid}", headers=hx.h())).status_code == 202:
         assert time.monotonic() < deadline
@@ -155,7 +155,8 @@ def test_pipeline_rejected_batch_is_returned_with_200(make_harness: MakeHarness)
                     "average_time_ms": 0.0,
                 },
                 "error": {"code": "invalid_batch", "message": "rejected by the worker", "problems": []},
-            }
+            },
+            hx.publisher.headers[0],  # the request's x-owner, as the sink sets it on a rejection too
         )
 
     fut = hx.client.portal.start_task_soon(answer_rejected)
@@ -501,7 +502,7 @@ def test_fully_cached_batch_is_answered_from_the_cache(make_harness: MakeHarness
     g = hx.client.get(f"/v1/batches/{bid}", headers=hx.h())
     assert g.status_code == 202, g.text
     sink_record = orjson.dumps({**doc, "summary": {**doc["summary"], "total_time_ms": 123.5}})
-    hx.client.portal.call(hx.listener.deliver_raw, bid.encode(), sink_record)
+    hx.client.portal.call(hx.listener.deliver_raw, bid.encode(), sink_record, hx.publisher.headers[0])
     g = hx.client.get(f"/v1/batches/{bid}", headers=hx.h())
     assert g.status_code == 200 and g.content == sink_record
     if redis_available():

@@ -43,11 +43,9 @@ async def make_store(redis: aioredis.Redis) -> AsyncIterator[MakeStore]:
         await store.stop()
 
 
-async def stored(
-    redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw: bytes, owner: str | None = None
-) -> None:
-    """Hand ``raw`` (with ``owner`` in its x-owner header) to ``store`` as its listener would and wait until
-    its writer has put it in Redis."""
+async def stored(redis: aioredis.Redis, batch_id: str, store: ResultsStore, raw: bytes, owner: str = "key-a") -> None:
+    """Hand ``raw`` (with ``owner`` in its x-owner header, as the sink writes a facade batch's result) to
+    ``store`` as its listener would and wait until its writer has put it in Redis."""
     await store.start()
     store.on_result(batch_id, raw, owner_headers(owner) or ())
     for _ in range(200):
@@ -183,13 +181,17 @@ async def test_a_replicas_own_copy_is_kept_only_for_the_results_owner() -> None:
     assert (await store.lookup(batch_id, "key-b")) == Lookup("done", b'{"of": "key-b"}')
 
 
-async def test_a_result_without_an_owner_header_needs_an_existing_claim(
+async def test_a_result_without_an_owner_header_is_never_a_facade_batchs(
     redis: aioredis.Redis, make_store: MakeStore
 ) -> None:
     store = make_store()
     claimed, unclaimed = f"order-{secrets.token_hex(6)}", f"order-{secrets.token_hex(6)}"
     await store.claim(claimed, "key-a")
-    store.on_result(unclaimed, b'{"from": "another producer"}')  # no header, no claim: not stored
-    await stored(redis, claimed, store, b'{"n": 1}')  # no header, claimed: stored (written after the first)
+    # an upstream system's batches, one of them under an id a facade client claimed: neither is stored
+    store.on_result(claimed, b'{"from": "another producer"}')
+    store.on_result(unclaimed, b'{"from": "another producer"}')
+    assert (await store.lookup(claimed, "key-a")) == Lookup("pending")  # nor kept in the replica's own copy
+    await stored(redis, claimed, store, b'{"n": 1}', owner="key-a")  # the facade batch's own result
+    assert await redis.get(RESULT_KEY.format(claimed)) == b'{"n": 1}'
     assert await redis.get(RESULT_KEY.format(unclaimed)) is None
     assert await redis.get(OWNER_KEY.format(unclaimed)) is None
