@@ -110,15 +110,15 @@ async def send_until_acked(
     headers: list[tuple[str, bytes]] | None = None,
     what: str = "record",
     max_backoff_s: float = 5.0,
-) -> None:
+) -> Any:
     """Send and wait for the broker's ack, retrying until it comes: callers commit their input only
-    after this returns, so an unavailable broker delays work and never drops it."""
+    after this returns, so an unavailable broker delays work and never drops it. Returns the ack (the
+    record's ``RecordMetadata``: partition, offset)."""
     backoff = 0.25
     while True:
         try:
             fut = await producer.send(topic, value, key=key, headers=headers)
-            await fut
-            return
+            return await fut
         except KafkaError as exc:
             log.warning("%s to %s not acknowledged (%r); retrying in %.2f s", what, topic, exc, backoff)
             await asyncio.sleep(backoff)

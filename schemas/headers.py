@@ -7,6 +7,11 @@ that owner, so a result can never land under another key's claim of the same id,
 itself was lost (evicted, expired) while the batch was in the pipeline. Requests published by upstream
 systems carry no owner, and neither do their results: a facade neither stores nor answers those, even
 under an id one of its clients chose too.
+
+``x-run`` names the run a result answers (the request's source ``partition:offset`` in the worker's
+records, ``sink/aggregate.py``). The sink sets it on every result; a restarted sink reads the results written
+since its last commit and skips the runs they answer, so a crash between a result's ack and the next commit
+writes no second result. Consumers of results may ignore it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 OWNER_HEADER = "x-owner"
+RUN_HEADER = "x-run"
 MAX_OWNER_CHARS = 128
 
 
@@ -31,10 +37,15 @@ def valid_owner(value: object) -> str | None:
 
 def owner_from(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     """The owner named by a record's headers; None when absent or not one a facade would write."""
-    for name, value in headers or ():
-        if name == OWNER_HEADER:
+    return valid_owner(header(headers, OWNER_HEADER))
+
+
+def header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
+    """The value of header ``name`` as ASCII text; None when absent or not ASCII."""
+    for key, value in headers or ():
+        if key == name:
             try:
-                return valid_owner(bytes(value).decode("ascii"))
+                return bytes(value).decode("ascii")
             except (UnicodeDecodeError, TypeError):
                 return None
     return None

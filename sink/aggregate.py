@@ -26,12 +26,17 @@ not emitted yet (the next offset to read when there is none): every record below
 results the broker acknowledged. Images live in memory only; a restarted sink rebuilds its runs by
 reading again from the committed offset. The runs already emitted above that offset are listed in
 the commit's metadata (the offsets of their first records), so a restart does not emit them again.
+
+The metadata also names, per results partition, the offset after the last result the commit reflects
+(``emitted(..., acks)``). A result acknowledged after that commit (the sink died before its next one) lies
+at or above it: a restarted sink reads those results, their ``x-run`` headers name the runs they answer
+(``assign(..., written)``), and those runs are not emitted again.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +47,7 @@ from schemas.headers import valid_owner
 from schemas.results import assemble, rejected, timeout_item
 
 METADATA_PREFIX = "done1:"
+RESULTS_MARK = "|r:"  # then ``partition.offset`` (base 36) per results partition, comma-separated
 METADATA_LIMIT = 4000  # the broker's offset.metadata.max.bytes defaults to 4096
 
 
@@ -73,26 +79,30 @@ class Emission:
     owner: str | None = None  # the result record's x-owner header
 
 
-def encode_done(low: int, offsets: Iterable[int], limit: int = METADATA_LIMIT) -> tuple[str, int]:
-    """Offsets (all >= ``low``) as base-36 deltas; returns the text and how many did not fit."""
+def encode_done(
+    low: int, offsets: Iterable[int], limit: int = METADATA_LIMIT, results: Mapping[int, int] | None = None
+) -> tuple[str, int]:
+    """Offsets (all >= ``low``) as base-36 deltas, then ``results`` (results partition -> offset); returns the
+    text and how many offsets did not fit."""
+    tail = RESULTS_MARK + ",".join(f"{p}.{_b36(o)}" for p, o in sorted(results.items())) if results else ""
     parts: list[str] = []
-    size = len(METADATA_PREFIX)
+    size = len(METADATA_PREFIX) + len(tail)
     prev = low
     ordered = sorted(set(offsets))
     for i, off in enumerate(ordered):
         token = _b36(off - prev)
         if size + len(token) + 1 > limit:
-            return METADATA_PREFIX + ",".join(parts), len(ordered) - i
+            return METADATA_PREFIX + ",".join(parts) + tail, len(ordered) - i
         parts.append(token)
         size += len(token) + 1
         prev = off
-    return METADATA_PREFIX + ",".join(parts), 0
+    return METADATA_PREFIX + ",".join(parts) + tail, 0
 
 
 def decode_done(low: int, metadata: str | None) -> set[int]:
     if not metadata or not metadata.startswith(METADATA_PREFIX):
         return set()
-    body = metadata[len(METADATA_PREFIX) :]
+    body = metadata[len(METADATA_PREFIX) :].partition(RESULTS_MARK)[0]
     out: set[int] = set()
     prev = low
     try:
@@ -102,6 +112,17 @@ def decode_done(low: int, metadata: str | None) -> set[int]:
     except ValueError:
         return set()
     return out
+
+
+def decode_results(metadata: str | None) -> dict[int, int]:
+    """The results partitions and offsets ``encode_done`` put in ``metadata`` (none when unreadable)."""
+    if not metadata or not metadata.startswith(METADATA_PREFIX):
+        return {}
+    try:
+        pairs = (t.partition(".") for t in metadata.partition(RESULTS_MARK)[2].split(",") if t)
+        return {int(p): int(o, 36) for p, _, o in pairs}
+    except ValueError:
+        return {}
 
 
 def _b36(n: int) -> str:
@@ -159,19 +180,41 @@ class BatchAggregator:
         self._retired: dict[str, None] = {}  # the other runs' keys, in the order they left ``_live``
         self.next_offset: dict[int, int] = {}
         self.skip: dict[int, set[int]] = {}
+        self.written: dict[int, set[str]] = {}  # runs whose results were found written at assignment
+        self.results_at: dict[int, dict[int, int]] = {}  # per partition read: results partition -> next offset
         self.stats: Counter[str] = Counter()
 
     # -- partitions -----------------------------------------------------------------------------
-    def assign(self, partition: int, committed: int | None, metadata: str | None) -> None:
-        """A partition this sink now reads, from ``committed`` with the commit's ``metadata``."""
+    def assign(
+        self,
+        partition: int,
+        committed: int | None,
+        metadata: str | None,
+        written: Iterable[str] = (),
+        results_end: int | None = None,
+        *,
+        start: int | None = None,
+    ) -> None:
+        """A partition this sink now reads, from ``committed`` with the commit's ``metadata``; ``start``: where
+        reading starts (the commit names it until a record is read). ``written``: the run keys
+        (``batch_id|run``) of the results found at or after the results offsets the metadata names; those runs
+        are not emitted again. ``results_end``: the end offset of the results partition of the same number (a
+        batch's result goes there), named when the metadata names none."""
         self.revoke(partition)
+        if start is not None:
+            self.next_offset[partition] = start
         self.skip[partition] = decode_done(committed, metadata) if committed is not None else set()
+        named = decode_results(metadata) if committed is not None else {}
+        self.results_at[partition] = named or ({partition: results_end} if results_end is not None else {})
+        self.written[partition] = set(written)
 
     def revoke(self, partition: int) -> None:
         for key in [k for k, r in self.runs.items() if r.partition == partition]:
             self._forget(key)
         self.next_offset.pop(partition, None)
         self.skip.pop(partition, None)
+        self.written.pop(partition, None)
+        self.results_at.pop(partition, None)
 
     # -- add ------------------------------------------------------------------------------------
     def add(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> list[Emission]:
@@ -198,8 +241,10 @@ class BatchAggregator:
         run = self.runs.get(rkey)
         if run is None:
             run = self.runs[rkey] = Run(batch_id, partition, offset, deadline)
-            if offset in self.skip.get(partition, ()):  # emitted before this sink (re)started
+            written = self.written.get(partition, set())
+            if offset in self.skip.get(partition, ()) or rkey in written:  # emitted before this sink (re)started
                 run.done_at = now_ms
+                written.discard(rkey)
         run.offsets.append(offset)
         if rkey not in self._live:  # new, or a late record of a run emitted earlier: above the watermark
             self._live[rkey] = run
@@ -295,13 +340,20 @@ class BatchAggregator:
         self.stats["timed_out" if timed_out else "completed"] += 1
         return Emission(rkey, run.batch_id, result, timed_out, run.owner)
 
-    def emitted(self, emissions: Iterable[Emission], now_ms: int) -> None:
-        """The broker acknowledged these results: their runs are done."""
-        for e in emissions:
+    def emitted(
+        self, emissions: Sequence[Emission], now_ms: int, acks: Sequence[tuple[int, int] | None] | None = None
+    ) -> None:
+        """The broker acknowledged these results: their runs are done. ``acks``: where each one was written
+        (results partition, offset), when known."""
+        for i, e in enumerate(emissions):
             run = self.runs.get(e.run_key)
             if run is not None:
                 run.pending = False
                 run.done_at = now_ms
+                ack = acks[i] if acks is not None else None
+                if ack is not None:
+                    at = self.results_at.setdefault(run.partition, {})
+                    at[ack[0]] = max(at.get(ack[0], 0), ack[1] + 1)
 
     # -- commit ---------------------------------------------------------------------------------
     def _low_watermarks(self) -> dict[int, int]:
@@ -330,7 +382,7 @@ class BatchAggregator:
             skip = self.skip.get(p)
             if skip:
                 skip.difference_update([o for o in skip if o < offset])
-            metadata, dropped = encode_done(offset, done[p] + list(skip or ()))
+            metadata, dropped = encode_done(offset, done[p] + list(skip or ()), results=self.results_at.get(p))
             self.stats["metadata_dropped"] += dropped
             out[p] = (offset, metadata)
         return out

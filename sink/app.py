@@ -8,7 +8,9 @@ records are read meanwhile). Our code owns the commit, so a committed offset alw
 "reflected in an acknowledged result" — Faust's acknowledgement of records its agent never saw
 (faust-streaming #527, #596/#629; RELIABILITY.md D6) cannot happen here. A restarted sink reads again
 from the committed offsets (the low watermark of the runs not yet emitted) and rebuilds those runs in
-memory; nothing is kept in a changelog.
+memory; nothing is kept in a changelog. Each result carries its run (``x-run``), and a commit names where the
+results it reflects end: a restarted sink reads the results after that first (``read_results``), so one
+acknowledged after the last commit is not written again.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ from barcodeflow.kafka import (
 )
 from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
-from schemas.headers import owner_headers
-from sink.aggregate import BadRecord, BatchAggregator, Emission
+from schemas.headers import RUN_HEADER, header, owner_headers
+from sink.aggregate import BadRecord, BatchAggregator, Emission, decode_results
 
 log = logging.getLogger(__name__)
 
 DUE_EVERY_MS = 100
+TAIL_READ_S = 2.0
+"""At assignment, how long the sink reads the results written since the last commit at most (at ~40 results
+per 0.1 s commit interval, a few dozen records); what it has not read by then may be written again."""
 COMMIT_INTERVAL_S = 0.1
 """Commits follow one another at least this far apart (``Committer``): at 46 commits/s under load the broker's
 share of CPU per code was ~0.02 ms higher (BENCHMARKS.md); a restart reads at most this much more again."""
@@ -62,6 +67,8 @@ class Sink:
             **consumer_config(settings, client_id), **group_config(settings), group_id=self.group_id
         )
         self.producer = AIOKafkaProducer(**producer_config(settings, client_id))
+        # no group: reads the results topic's tail at assignment (``written_since``)
+        self.tail = AIOKafkaConsumer(**consumer_config(settings, f"{client_id}-tail"))
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id=client_id)
         self.aggregator = BatchAggregator(timeout_s=settings.batch_timeout_s)
         self.lock = asyncio.Lock()  # one iteration, or one rebalance step, at a time
@@ -77,6 +84,7 @@ class Sink:
     async def start(self) -> None:
         await self.admin.start()
         await self.producer.start()
+        await self.tail.start()
         self.consumer.subscribe([self.topic], listener=self.rebalance)
         await self.consumer.start()
 
@@ -87,6 +95,7 @@ class Sink:
         except KafkaError as exc:
             log.warning("sink: final commit failed (%r); a restart reads those records again", exc)
         await self.consumer.stop()
+        await self.tail.stop()
         await self.producer.stop()
         await self.admin.close()
 
@@ -118,8 +127,8 @@ class Sink:
             self._due_at = now
             out += self.aggregator.due(now, self.caught_up)
         if out:
-            await self.write(out)
-            self.aggregator.emitted(out, now_ms())
+            acks = await self.write(out)
+            self.aggregator.emitted(out, now_ms(), acks)
         self.committer.request()
 
     def on_bad_record(self, exc: BadRecord) -> None:
@@ -131,21 +140,50 @@ class Sink:
         hw = self.consumer.highwater(TopicPartition(self.topic, partition))
         return hw is not None and self.aggregator.next_offset.get(partition, 0) >= hw
 
-    async def write(self, emissions: list[Emission]) -> None:
-        await asyncio.gather(
+    async def write(self, emissions: list[Emission]) -> list[tuple[int, int] | None]:
+        """Write the results and wait for their acks; returns where each one was written."""
+        acks = await asyncio.gather(
             *(
                 send_until_acked(
                     self.producer,
                     self.settings.topics.results,
                     orjson.dumps(e.result),
                     key=e.batch_id.encode(),
-                    headers=owner_headers(e.owner),
+                    headers=[*(owner_headers(e.owner) or ()), (RUN_HEADER, e.run_key.rpartition("|")[2].encode())],
                     what=f"result of {e.batch_id}",
                 )
                 for e in emissions
             )
         )
         self.emitted += len(emissions)
+        return [(md.partition, md.offset) if md is not None else None for md in acks]
+
+    async def read_results(self, since: dict[int, int], partitions: list[int]) -> tuple[set[str], dict[int, int]]:
+        """The run keys (``batch_id|run``) of the results at or after ``since`` (results partition -> offset), and
+        the end offsets of the results partitions numbered like ``partitions``. Reads for ``TAIL_READ_S`` at
+        most; what it could not read is logged and missing (those results may be written again)."""
+        tps = {TopicPartition(self.settings.topics.results, p) for p in [*since, *partitions]}
+        found: set[str] = set()
+        ends: dict[TopicPartition, int] = {}
+        try:
+            give_up = time.monotonic() + TAIL_READ_S
+            ends = await asyncio.wait_for(self.tail.end_offsets(list(tps)), TAIL_READ_S) if tps else {}
+            todo = {tp for tp in ends if tp.partition in since and ends[tp] > since[tp.partition]}
+            self.tail.assign(list(todo))
+            for tp in todo:
+                self.tail.seek(tp, since[tp.partition])
+            while todo and time.monotonic() < give_up:
+                for recs in (await self.tail.getmany(*todo, timeout_ms=100, max_records=1000)).values():
+                    runs = ((r.key, header(r.headers, RUN_HEADER)) for r in recs)
+                    found.update(f"{key.decode('utf-8', 'replace')}|{run}" for key, run in runs if key and run)
+                todo = {tp for tp in todo if await self.tail.position(tp) < ends[tp]}
+            if todo:
+                log.warning("sink: results since the last commit not read within %.1f s", TAIL_READ_S)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("sink: results since the last commit not readable (%r)", exc)
+        finally:
+            self.tail.unsubscribe()
+        return found, {tp.partition: offset for tp, offset in ends.items()}
 
     def commit_points(self) -> dict[int, OffsetAndMetadata]:
         return {p: OffsetAndMetadata(offset, meta) for p, (offset, meta) in self.aggregator.commit_points().items()}
@@ -163,17 +201,30 @@ class Sink:
                 self.committer.forget(p)
 
     async def assigned(self, tps: set[TopicPartition]) -> None:
+        """Rebuild what the partitions' commits say before any of their records is applied: aiokafka fetches
+        new partitions while this listener runs (``_on_join_complete``), so it holds the loop's lock."""
         mine = sorted((tp for tp in tps if tp.topic == self.topic), key=lambda tp: tp.partition)
-        try:
-            committed = await self.admin.list_consumer_group_offsets(self.group_id, partitions=mine)
-        except KafkaError as exc:  # reading on without the list: runs emitted above it are emitted again
-            log.warning("sink: committed offsets not readable (%r); results may be emitted again", exc)
-            committed = {}
         async with self.lock:
+            try:
+                committed = await self.admin.list_consumer_group_offsets(self.group_id, partitions=mine)
+            except KafkaError as exc:  # reading on without the list: runs emitted above it are emitted again
+                log.warning("sink: committed offsets not readable (%r); results may be emitted again", exc)
+                committed = {}
+            commits = {tp.partition: (om.offset, om.metadata) for tp, om in committed.items() if om and om.offset >= 0}
+            since: dict[int, int] = {}  # results partition -> the lowest offset a commit names
+            for _, metadata in commits.values():
+                for p, o in decode_results(metadata).items():
+                    since[p] = min(o, since.get(p, o))
+            written, ends = await self.read_results(since, [tp.partition for tp in mine])
             for tp in mine:
-                om = committed.get(tp)
-                offset = om.offset if om is not None and om.offset >= 0 else None
-                self.aggregator.assign(tp.partition, offset, om.metadata if om is not None else None)
+                offset, metadata = commits.get(tp.partition, (None, None))
+                start = offset
+                if start is None:  # never committed: the first commit comes at once, from where reading starts
+                    try:
+                        start = await asyncio.wait_for(self.consumer.position(tp), TAIL_READ_S)
+                    except (KafkaError, TimeoutError) as exc:
+                        log.warning("sink: start of %s not known (%r)", tp, exc)
+                self.aggregator.assign(tp.partition, offset, metadata, written, ends.get(tp.partition), start=start)
         log.info("sink: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in mine) or "nothing")
 
 

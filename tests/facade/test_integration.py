@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import re
 import secrets
 import time
 import uuid
@@ -132,8 +133,11 @@ def test_a_result_carries_the_owner_of_its_batch(a: httpx.Client, pipeline: Any)
     r = a.post("/v1/batches", json=_batch())
     assert r.status_code == 200, r.text
     headers = asyncio.run(_result_headers(pipeline.settings, r.json()["batch_id"]))
-    # through the request, the worker's open record and the sink: the facade stores it for this key only
-    assert headers == [("x-owner", key_id(KEY_A).encode())]
+    # through the request, the worker's open record and the sink: the facade stores it for this key only;
+    # the sink adds the run it answers (the request's partition:offset)
+    assert headers[0] == ("x-owner", key_id(KEY_A).encode())
+    [(name, run)] = headers[1:]
+    assert name == "x-run" and re.fullmatch(rb"\d+:\d+", run)
 
 
 def test_async_202_then_get_200(a: httpx.Client) -> None:

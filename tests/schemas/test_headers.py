@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.headers import OWNER_HEADER, owner_from, owner_headers, valid_owner
+from schemas.headers import OWNER_HEADER, RUN_HEADER, header, owner_from, owner_headers, valid_owner
 
 KEY_ID = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
@@ -43,3 +43,11 @@ def test_valid_owner_refuses_anything_but_a_short_printable_string(value: object
 def test_valid_owner_keeps_a_key_id() -> None:
     assert valid_owner(KEY_ID) == KEY_ID
     assert valid_owner("a" * 128) == "a" * 128
+
+
+def test_a_header_is_read_as_ascii_text_or_not_at_all() -> None:
+    assert header([("x-owner", b"a"), ("x-run", b"3:17")], RUN_HEADER) == "3:17"
+    assert header([("x-run", bytearray(b"0:1"))], RUN_HEADER) == "0:1"
+    assert header([("x-run", "3:17".encode("utf-16"))], RUN_HEADER) is None  # not ASCII
+    assert header([("x-owner", b"a")], RUN_HEADER) is None
+    assert header(None, RUN_HEADER) is None

@@ -18,6 +18,7 @@ from sink.aggregate import (
     BatchAggregator,
     Emission,
     decode_done,
+    decode_results,
     encode_done,
 )
 
@@ -469,6 +470,27 @@ def test_unknown_or_corrupt_metadata_lists_nothing(metadata: str | None) -> None
     assert decode_done(10, metadata) == set()
 
 
+def test_results_positions_ride_after_the_offsets() -> None:
+    text, dropped = encode_done(100, {101, 135}, results={3: 36, 0: 7})
+    assert (text, dropped) == (METADATA_PREFIX + "1,y|r:0.7,3.10", 0)
+    assert decode_done(100, text) == {101, 135}
+    assert decode_results(text) == {0: 7, 3: 36}
+    assert decode_results(encode_done(5, [], results={1: 0})[0]) == {1: 0}
+    assert decode_results(encode_done(5, [6])[0]) == {}  # metadata of a sink that wrote no results yet
+
+
+@pytest.mark.parametrize("metadata", [None, "", METADATA_PREFIX + "1,2", "other|r:0.7", METADATA_PREFIX + "|r:0.?"])
+def test_metadata_without_readable_results_positions_names_none(metadata: str | None) -> None:
+    assert decode_results(metadata) == {}
+
+
+def test_truncation_keeps_the_results_positions() -> None:
+    text, dropped = encode_done(0, range(1, 101), limit=40, results={0: 10**9})
+    assert len(text) <= 40 and dropped > 0
+    assert decode_results(text) == {0: 10**9}
+    assert decode_done(0, text) == set(range(1, 101 - dropped))
+
+
 def test_encode_truncates_at_the_limit_keeping_the_lowest() -> None:
     text, dropped = encode_done(0, range(1, 101), limit=40)
     assert len(text) <= 40
@@ -583,6 +605,30 @@ def test_assign_without_a_commit_reads_from_the_start() -> None:
     assert sorted(e.batch_id for e in run_incarnation(agg, records, 0, len(records))) == ["a", "b", "c", "d"]
 
 
+def test_commits_name_the_results_positions_of_the_metadata_or_else_the_end_at_assignment() -> None:
+    agg = BatchAggregator(timeout_s=TIMEOUT_S)
+    agg.assign(0, 5, encode_done(5, [], results={0: 40})[0], results_end=90)
+    agg.assign(1, 5, encode_done(5, [])[0], results_end=70)  # named none: the end at assignment
+    agg.assign(2, None, None, results_end=10)  # no commit yet
+    for p in (0, 1, 2):
+        agg.apply(p, 5 if p < 2 else 0, open_rec(f"held{p}", f"{p}:0", total=1), 1000)
+    assert {p: decode_results(m) for p, (_, m) in agg.commit_points().items()} == {0: {0: 40}, 1: {1: 70}, 2: {2: 10}}
+    done = agg.apply(1, 6, open_rec("b", "1:1", total=1, results=[item(0)]), 1000)
+    agg.emitted(done, 1000, [(1, 75)])
+    assert decode_results(agg.commit_points()[1][1]) == {1: 76}
+
+
+def test_a_run_whose_result_was_found_written_is_not_emitted_again() -> None:
+    agg = BatchAggregator(timeout_s=TIMEOUT_S)
+    agg.assign(0, 0, encode_done(0, [], results={0: 3})[0], written={"a|0:0", "elsewhere|3:9"})
+    feed = Feeder(agg)
+    feed(open_rec("held", "0:5", total=1))  # 0: holds the commit point
+    assert feed(open_rec("a", "0:0", total=0)) == []  # 1: complete, but its result is on the topic already
+    assert agg.runs["a|0:0"].done_at is not None and agg.written[0] == {"elsewhere|3:9"}
+    assert [e.batch_id for e in feed(open_rec("a", "0:1", total=0))] == ["a"]  # 2: another run of the id
+    assert decode_done(*agg.commit_points()[0]) == {1}  # listed like a run this sink emitted
+
+
 def test_assign_replaces_what_was_there(agg: BatchAggregator, feed: Feeder) -> None:
     feed(open_rec("a", "0:0", total=1))
     agg.assign(0, 5, encode_done(5, [6])[0])
@@ -684,7 +730,9 @@ def test_restart_contract(
     """Crash after some iterations (add, write, ``emitted``, commit), restart from the commit, repeatedly.
 
     Crashes right after a commit: every run is emitted exactly once overall. A crash that loses the last
-    commit (after ``emitted``): at least once, and only runs emitted in that last iteration twice."""
+    commit (after ``emitted``): at least once; a run emitted in that last iteration is emitted twice only when
+    the restarted sink does not read the results written since the commit before (``assign(..., written)``),
+    or there was no commit before on its partition."""
     order, expect = stream
     offsets: list[int] = []
     seen: Counter[int] = Counter()
@@ -693,6 +741,8 @@ def test_restart_contract(
         seen[p] += 1
     crashes = sorted(data.draw(st.lists(st.integers(0, len(order)), max_size=3), label="crash points"))
     lose_last_commit = data.draw(st.booleans(), label="crash between emitted and commit")
+    read_tail = data.draw(st.booleans(), label="the restarted sink reads the results written since the commit")
+    log: list[str] = []  # the results topic (one partition): each result's run key, as its x-run header names it
 
     written: Counter[str] = Counter()
     results: dict[str, list[dict[str, Any]]] = {}
@@ -702,21 +752,25 @@ def test_restart_contract(
         agg = BatchAggregator(timeout_s=TIMEOUT_S)
         for p in range(3):
             off, meta = committed.get(p, (None, None))
-            agg.assign(p, off, meta)
+            since = min(decode_results(meta).values(), default=len(log)) if off is not None else len(log)
+            agg.assign(p, off, meta, log[since:] if read_tail else (), results_end=len(log))
         for pos, ((p, record), offset) in enumerate(zip(order, offsets, strict=True)):
             if crash is not None and pos >= crash:
                 break
             if offset < (committed.get(p) or (0, ""))[0]:
                 continue
             out = agg.apply(p, offset, record, 1000)
-            agg.emitted(out, 1000)
+            acks = [(0, len(log) + i) for i in range(len(out))]
+            log += [e.run_key for e in out]
+            agg.emitted(out, 1000, acks)
             for e in out:
                 written[e.run_key] += 1
                 results.setdefault(e.run_key, []).append(e.result)
             last_committed = dict(committed)
             committed.update(agg.commit_points())
             if lose_last_commit and crash is not None and pos == crash - 1:
-                maybe_twice |= {e.run_key for e in out}
+                if not (read_tail and p in last_committed):  # the commit before named where the results ended
+                    maybe_twice |= {e.run_key for e in out}
                 committed = last_committed  # the commit of this last iteration never reached the broker
         if crash is None:  # caught up everywhere, past every deadline
             out = agg.due(10**9, always)

@@ -15,12 +15,13 @@ from aiokafka.structs import OffsetAndMetadata
 from barcodeflow.memory import HeapTrimmer
 from barcodeflow.settings import Settings
 from sink import app as sink_app
-from sink.aggregate import METADATA_PREFIX, encode_done
+from sink.aggregate import METADATA_PREFIX, decode_results, encode_done
 from sink.app import Sink
-from tests.stream_app.fakes import GUARD_S, FakeConsumer, FakeProducer, batch, records
+from tests.stream_app.fakes import GUARD_S, FakeConsumer, FakeProducer, Record, batch, records
 
 SETTINGS = Settings(topic_partitions=2, batch_timeout_s=10.0)
 ITEMS = SETTINGS.topics.items
+RESULTS = SETTINGS.topics.results
 TP0 = TopicPartition(ITEMS, 0)
 
 
@@ -43,21 +44,75 @@ class FakeAdmin:
     def __init__(self, committed: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
         self.committed = committed or {}
         self.error: BaseException | None = None
+        self.gate: asyncio.Event | None = None  # when set by a test, answers wait for it
+        self.asked = asyncio.Event()
 
     async def list_consumer_group_offsets(self, group_id: str, partitions: Any = None) -> Any:
+        self.asked.set()
+        if self.gate is not None:
+            await self.gate.wait()
         if self.error is not None:
             raise self.error
         return {tp: om for tp, om in self.committed.items() if partitions is None or tp in partitions}
 
 
+class FakeTail:
+    """The sink's consumer of the results topic's tail, over what ``results`` (a ``FakeProducer`` with
+    ``offsets=True``, every record in partition 0) has written."""
+
+    def __init__(self, results: FakeProducer | None) -> None:
+        self.results = results
+        self.positions: dict[TopicPartition, int] = {}
+        self.reads: list[dict[TopicPartition, int]] = []  # where each read started
+
+    def log(self) -> list[Record]:
+        sent = self.results.on(RESULTS) if self.results is not None else []
+        return [Record(RESULTS, 0, i, s.key, s.value, tuple(s.headers or ())) for i, s in enumerate(sent)]
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.positions = dict.fromkeys(tps, 0)
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.log()) if tp.partition == 0 else 0 for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        self.reads.append({tp: self.positions[tp] for tp in tps})
+        out = {}
+        for tp in tps:
+            recs = [r for r in self.log() if tp.partition == 0 and r.offset >= self.positions[tp]]
+            if recs:
+                out[tp] = recs
+                self.positions[tp] = recs[-1].offset + 1
+        return out
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    def unsubscribe(self) -> None:
+        self.positions = {}
+
+
 @pytest.fixture
 def make_sink(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A ``Sink`` built by its own constructor, with fakes in place of the aiokafka clients."""
+    """A ``Sink`` built by its own constructor, with fakes in place of the aiokafka clients. ``offsets``: acks
+    say where each result went (and commits name where the results end); ``results``: the producer whose
+    results the sink's tail consumer reads (a previous incarnation's)."""
 
-    def make(*, auto_ack: bool = True, admin: FakeAdmin | None = None, partitions: tuple[int, ...] = (0,)) -> Sink:
+    def make(
+        *,
+        auto_ack: bool = True,
+        admin: FakeAdmin | None = None,
+        partitions: tuple[int, ...] = (0,),
+        offsets: bool = False,
+        results: FakeProducer | None = None,
+    ) -> Sink:
         consumer = FakeConsumer(ITEMS, partitions)
-        producer = FakeProducer(auto_ack=auto_ack)
-        monkeypatch.setattr(sink_app, "AIOKafkaConsumer", lambda **_: consumer)
+        producer = FakeProducer(auto_ack=auto_ack, offsets=offsets)
+        made = iter([consumer, FakeTail(results)])
+        monkeypatch.setattr(sink_app, "AIOKafkaConsumer", lambda **_: next(made))
         monkeypatch.setattr(sink_app, "AIOKafkaProducer", lambda **_: producer)
         monkeypatch.setattr(sink_app, "AIOKafkaAdminClient", lambda **_: admin or FakeAdmin())
         sink = Sink(SETTINGS, commit_interval_s=0.0)
@@ -182,7 +237,9 @@ async def test_restart_reads_from_the_commit_and_skips_what_was_emitted(make_sin
     assert second.aggregator.skip == {0: {1}}
     await step(second, batch(recs[committed.offset :]), 2000)
     assert [r["batch_id"] for r in results_of(second)] == ["a"]
-    assert second.consumer.commits[-1] == {TP0: OffsetAndMetadata(3, METADATA_PREFIX)}
+    # the first sink's commit named no results position (its acks did not say): the second names the
+    # results topic's end at its assignment
+    assert second.consumer.commits[-1] == {TP0: OffsetAndMetadata(3, METADATA_PREFIX + "|r:0.0")}
 
 
 async def test_restart_without_readable_commits_emits_again(make_sink: Any) -> None:
@@ -207,7 +264,45 @@ async def test_a_result_carries_the_owner_of_its_request(make_sink: Any) -> None
     recs = [{**open_rec("mine", total=1, cached=1), "owner": "key-a"}, open_rec("upstream", total=1, cached=1)]
     await step(sink, batch(records(ITEMS, 0, recs)), 1000)
     headers = {s.key: s.headers for s in sink.producer.on(SETTINGS.topics.results)}
-    assert headers == {b"mine": [("x-owner", b"key-a")], b"upstream": None}
+    assert headers == {b"mine": [("x-owner", b"key-a"), ("x-run", b"0:mine")], b"upstream": [("x-run", b"0:upstream")]}
+
+
+async def test_the_commit_names_where_the_acknowledged_results_end(make_sink: Any) -> None:
+    sink = make_sink(offsets=True)
+    await step(sink, batch(records(ITEMS, 0, [open_rec("a", cached=1), open_rec("b", cached=1)])), 1000)
+    [(tp, committed)] = sink.consumer.commits[-1].items()
+    assert committed.offset == 2 and decode_results(committed.metadata) == {0: 2}
+
+
+async def test_restart_after_a_lost_commit_does_not_write_a_result_again(make_sink: Any) -> None:
+    recs = records(ITEMS, 0, [open_rec("a"), open_rec("b", cached=1), open_rec("c", cached=1), part_rec("a", 0)])
+    first = make_sink(offsets=True)
+    await step(first, batch(recs[:2]), 1000)  # b written, committed: offset 0 (a is open), b listed
+    [(tp, committed)] = first.consumer.commits[-1].items()
+    assert decode_results(committed.metadata) == {0: 1}
+    first.consumer.commit_error = CommitFailedError("the process dies before this commit lands")
+    await step(first, batch(recs[2:3]), 1100)  # c written and acknowledged, its commit lost
+    assert [r["batch_id"] for r in results_of(first)] == ["b", "c"]
+    second = make_sink(admin=FakeAdmin({tp: committed}), offsets=True, results=first.producer)
+    await second.assigned({TP0})
+    assert second.tail.reads == [{TopicPartition(RESULTS, 0): 1}]  # only what followed the commit
+    assert second.aggregator.written == {0: {"c|0:c"}}
+    await step(second, batch(recs[committed.offset :]), 2000)
+    assert [r["batch_id"] for r in results_of(second)] == ["a"]  # b skipped by the commit, c by its result
+
+
+async def test_restart_with_an_unreadable_results_tail_writes_again(make_sink: Any) -> None:
+    first = make_sink(offsets=True)
+    await step(first, batch(records(ITEMS, 0, [open_rec("a"), open_rec("b", cached=1)])), 1000)
+    [(tp, committed)] = first.consumer.commits[-1].items()
+    second = make_sink(admin=FakeAdmin({tp: committed}), offsets=True, results=first.producer)
+
+    async def refused(_: Any) -> Any:
+        raise KafkaConnectionError("results topic unreachable")
+
+    second.tail.end_offsets = refused
+    await second.assigned({TP0})
+    assert second.aggregator.written == {0: set()} and second.tail.positions == {}
 
 
 async def test_the_loop_trims_the_heap_once_a_burst_is_over(make_sink: Any) -> None:
@@ -264,3 +359,35 @@ async def test_a_commit_failing_beside_the_loop_ends_the_loop(make_sink: Any) ->
     consumer.push()  # ... and the next iteration (at the latest after getmany's timeout) ends with it
     with pytest.raises(KafkaConnectionError):
         await asyncio.wait_for(loop, GUARD_S)
+
+
+async def test_a_partition_without_a_commit_is_committed_at_once_naming_where_its_results_begin(
+    make_sink: Any,
+) -> None:
+    sink = make_sink(offsets=True)
+    sink.consumer.starts = {0: 4}  # the log starts at 4 (older records deleted)
+    await sink.assigned({TP0})
+    await step(sink, {}, 1000)
+    assert sink.consumer.commits == [{TP0: OffsetAndMetadata(4, METADATA_PREFIX + "|r:0.0")}]
+
+
+async def test_records_read_while_an_assignment_is_rebuilt_are_applied_after_it(make_sink: Any) -> None:
+    """aiokafka fetches a new partition while the assignment listener still runs: the loop's iteration waits for
+    the rebuilt state instead of applying records that the rebuild would then wipe."""
+    admin = FakeAdmin()
+    admin.gate = asyncio.Event()
+    sink = make_sink(admin=admin)
+    assigning = asyncio.create_task(sink.assigned({TP0}))
+    await asyncio.wait_for(admin.asked.wait(), GUARD_S)
+
+    async def iteration() -> None:  # what the loop does with a batch it read
+        async with sink.lock:
+            await sink.step(batch(records(ITEMS, 0, [open_rec("a", total=2), part_rec("a", 0)])), 1000)
+
+    stepping = asyncio.create_task(iteration())
+    await asyncio.sleep(0)
+    assert not stepping.done() and sink.aggregator.runs == {}  # held while the commits are read
+    admin.gate.set()
+    await asyncio.wait_for(asyncio.gather(assigning, stepping), GUARD_S)
+    run = sink.aggregator.runs["a|0:a"]  # the open record and the part survive the rebuild
+    assert run.open is not None and set(run.results) == {0}

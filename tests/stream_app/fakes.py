@@ -69,6 +69,7 @@ class FakeConsumer:
         self.topic = topic
         self.assigned = {TopicPartition(topic, p) for p in partitions}
         self.highwaters: dict[int, int] = {}
+        self.starts: dict[int, int] = {}
         self.commits: list[dict[TopicPartition, Any]] = []
         self.commit_error: BaseException | None = None
         self.commit_gate: asyncio.Event | None = None
@@ -138,6 +139,10 @@ class FakeConsumer:
     def highwater(self, tp: TopicPartition) -> int | None:
         return self.highwaters.get(tp.partition)
 
+    async def position(self, tp: TopicPartition) -> int:
+        """Where reading starts in a partition without a commit: ``starts``, else 0."""
+        return self.starts.get(tp.partition, 0)
+
 
 @dataclass
 class Sent:
@@ -146,17 +151,28 @@ class Sent:
     value: bytes
     headers: list[tuple[str, bytes]] | None
     ack: asyncio.Future[Any] = field(repr=False)
+    result: Ack | None = None  # what ``ack`` resolves to
 
     def json(self) -> Any:
         return orjson.loads(self.value)
 
 
+@dataclass(frozen=True)
+class Ack:
+    """What the code under test reads of an aiokafka ``RecordMetadata``."""
+
+    partition: int
+    offset: int
+
+
 class FakeProducer:
     """``send`` records the record and returns its delivery future: acknowledged at once, or, with
-    ``auto_ack=False``, only when the test calls ``ack``."""
+    ``auto_ack=False``, only when the test calls ``ack``. With ``offsets=True`` an ack says where the
+    record went (partition 0, its offset among the records sent to its topic); otherwise it is None."""
 
-    def __init__(self, *, auto_ack: bool = True) -> None:
+    def __init__(self, *, auto_ack: bool = True, offsets: bool = False) -> None:
         self.auto_ack = auto_ack
+        self.offsets = offsets
         self.sent: list[Sent] = []
         self.changed = asyncio.Condition()
 
@@ -164,11 +180,12 @@ class FakeProducer:
         self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
     ) -> asyncio.Future[Any]:
         ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.auto_ack:
-            ack.set_result(None)
+        result = Ack(0, len(self.on(topic))) if self.offsets else None
         async with self.changed:
-            self.sent.append(Sent(topic, key, value, headers, ack))
+            self.sent.append(Sent(topic, key, value, headers, ack, result))
             self.changed.notify_all()
+        if self.auto_ack:
+            ack.set_result(result)
         return ack
 
     async def wait_sent(self, n: int) -> None:
@@ -179,7 +196,7 @@ class FakeProducer:
         n = 0
         for s in self.sent:
             if not s.ack.done():
-                s.ack.set_result(None)
+                s.ack.set_result(s.result)
                 n += 1
         return n
 
