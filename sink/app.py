@@ -67,7 +67,7 @@ class Sink:
             **consumer_config(settings, client_id), **group_config(settings), group_id=self.group_id
         )
         self.producer = AIOKafkaProducer(**producer_config(settings, client_id))
-        # no group: reads the results topic's tail at assignment (``written_since``)
+        # no group: reads the results written since the last commit at assignment (``read_results``)
         self.tail = AIOKafkaConsumer(**consumer_config(settings, f"{client_id}-tail"))
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id=client_id)
         self.aggregator = BatchAggregator(timeout_s=settings.batch_timeout_s)
